@@ -1,0 +1,98 @@
+// Package metrics holds the Prometheus collectors of one node. Each node has
+// its own registry, so several nodes can run in one process, as tests and
+// embedding applications do.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Reasons for a dropped message, the "reason" label of wscluster_messages_dropped_total.
+const (
+	DropSlowConsumer   = "slow_consumer"
+	DropClosed         = "connection_closed"
+	DropQoS1RetryLimit = "qos1_retry_limit"
+)
+
+// Metrics is the set of collectors of one node.
+type Metrics struct {
+	// Registry contains every collector below plus the Go and process
+	// collectors; serve it with promhttp.HandlerFor.
+	Registry *prometheus.Registry
+
+	Connections         prometheus.Gauge
+	ConnectionsAccepted prometheus.Counter
+	UpgradesRejected    *prometheus.CounterVec
+	Subscriptions       prometheus.Gauge
+	MessagesIn          *prometheus.CounterVec
+	MessagesOut         prometheus.Counter
+	MessagesDropped     *prometheus.CounterVec
+	SlowConsumerCloses  prometheus.Counter
+	BadInputCloses      *prometheus.CounterVec
+	QoS1Redeliveries    prometheus.Counter
+	PublishRejected     prometheus.Counter
+	RPCErrors           *prometheus.CounterVec
+	PresenceEntries     *prometheus.GaugeVec
+	PresenceEvents      *prometheus.CounterVec
+}
+
+// New creates the collectors and registers them in a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wscluster_connections", Help: "Open client WebSocket connections.",
+		}),
+		ConnectionsAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wscluster_connections_accepted_total", Help: "Client WebSocket connections accepted.",
+		}),
+		UpgradesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wscluster_upgrades_rejected_total", Help: "WebSocket upgrade requests rejected, by reason.",
+		}, []string{"reason"}),
+		Subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wscluster_subscriptions", Help: "Channel subscriptions of this node's connections.",
+		}),
+		MessagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wscluster_messages_in_total",
+			Help: "Messages this node delivered to its subscribers, by source: client (published on this node) or backplane (from another node).",
+		}, []string{"source"}),
+		MessagesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wscluster_messages_out_total", Help: "Message notifications queued to subscribers, redeliveries excluded.",
+		}),
+		MessagesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wscluster_messages_dropped_total", Help: "Messages not delivered to a subscriber, by reason.",
+		}, []string{"reason"}),
+		SlowConsumerCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wscluster_slow_consumer_closes_total", Help: "Connections closed with 4008 slow consumer.",
+		}),
+		BadInputCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wscluster_bad_input_closes_total", Help: "Connections closed for bad input, by close code.",
+		}, []string{"code"}),
+		QoS1Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wscluster_qos1_redeliveries_total", Help: "QoS 1 messages sent again because no ack arrived in time.",
+		}),
+		PublishRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wscluster_publish_rejected_total", Help: "Publishes answered with 1005 because the backplane was unavailable.",
+		}),
+		RPCErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wscluster_rpc_errors_total", Help: "JSON-RPC error responses, by error code.",
+		}, []string{"code"}),
+		PresenceEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wscluster_presence_members",
+			Help: "Presence roster entries (one per joined connection and channel), by scope: local or remote.",
+		}, []string{"scope"}),
+		PresenceEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wscluster_presence_events_total", Help: "Presence join and leave events of the cluster-wide rosters, by kind.",
+		}, []string{"kind"}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Connections, m.ConnectionsAccepted, m.UpgradesRejected, m.Subscriptions,
+		m.MessagesIn, m.MessagesOut, m.MessagesDropped, m.SlowConsumerCloses,
+		m.BadInputCloses, m.QoS1Redeliveries, m.PublishRejected, m.RPCErrors,
+		m.PresenceEntries, m.PresenceEvents,
+	)
+	return m
+}

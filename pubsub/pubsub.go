@@ -1,0 +1,392 @@
+// Package pubsub is the publish/subscribe protocol: the subscribe,
+// unsubscribe, publish and ack methods and the message notification.
+//
+// A publish is encoded once into a WebSocket frame, and the same bytes are
+// queued to every subscriber. Publishes reach other nodes through a
+// backplane.Backplane; messages from other nodes come back through Deliver.
+package pubsub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/wscluster/wscluster/backplane"
+	"github.com/wscluster/wscluster/metrics"
+	"github.com/wscluster/wscluster/rpc"
+	"github.com/wscluster/wscluster/wsconn"
+)
+
+// Config configures a PubSub. Zero fields take the documented defaults.
+type Config struct {
+	// Backplane carries publishes to other nodes. Required.
+	Backplane backplane.Backplane
+	// Metrics receives counters. Required.
+	Metrics *metrics.Metrics
+	// Logger is the node's logger. Default slog.Default().
+	Logger *slog.Logger
+	// MaxSubscriptions is the number of channels one connection may
+	// subscribe to; one more is error 1003. Default 1024.
+	MaxSubscriptions int
+	// QoS1RetryInterval is the time between redeliveries of an unacked
+	// QoS 1 message. Default 2s.
+	QoS1RetryInterval time.Duration
+	// QoS1RetryLimit is the number of redeliveries before an unacked QoS 1
+	// message is dropped and counted. Default 5; 0 means none.
+	QoS1RetryLimit int
+	// MaxUnacked is the number of unacked QoS 1 messages at which a
+	// connection is closed as a slow consumer. Default 1000.
+	MaxUnacked int
+	// SubscribeTimeout bounds the wait for cluster-wide delivery in
+	// subscribe. Default 5s.
+	SubscribeTimeout time.Duration
+	// PublishTimeout bounds the hand-over of a publish to the backplane.
+	// Default 5s.
+	PublishTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 1024
+	}
+	if c.QoS1RetryInterval <= 0 {
+		c.QoS1RetryInterval = 2 * time.Second
+	}
+	if c.QoS1RetryLimit < 0 {
+		c.QoS1RetryLimit = 0
+	}
+	if c.MaxUnacked <= 0 {
+		c.MaxUnacked = 1000
+	}
+	if c.SubscribeTimeout <= 0 {
+		c.SubscribeTimeout = 5 * time.Second
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+}
+
+// PubSub implements the publish/subscribe methods for the connections of one
+// node. It implements backplane.MessageHandler.
+type PubSub struct {
+	cfg Config
+
+	mu       sync.RWMutex
+	channels map[string]map[*subscriber]struct{}
+	conns    map[*wsconn.Conn]*subscriber
+}
+
+// New returns a PubSub. It panics when cfg lacks a Backplane or Metrics,
+// because that is a programming error.
+func New(cfg Config) *PubSub {
+	if cfg.Backplane == nil || cfg.Metrics == nil {
+		panic("pubsub: Config.Backplane and Config.Metrics are required")
+	}
+	cfg.setDefaults()
+	return &PubSub{
+		cfg:      cfg,
+		channels: make(map[string]map[*subscriber]struct{}),
+		conns:    make(map[*wsconn.Conn]*subscriber),
+	}
+}
+
+// Methods returns the JSON-RPC methods this protocol serves.
+func (p *PubSub) Methods() []string {
+	return []string{"subscribe", "unsubscribe", "publish", "ack"}
+}
+
+// Handle serves one request of c.
+func (p *PubSub) Handle(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
+	switch req.Method {
+	case "subscribe":
+		p.subscribe(c, req, reply)
+	case "unsubscribe":
+		p.unsubscribe(c, req, reply)
+	case "publish":
+		p.publish(req, reply)
+	case "ack":
+		p.ack(c, req, reply)
+	default:
+		reply(nil, rpc.Errorf(rpc.CodeMethodNotFound, "method not found: %q", req.Method))
+	}
+}
+
+type channelParams struct {
+	Channel *string `json:"channel"`
+}
+
+type channelResult struct {
+	Channel string `json:"channel"`
+}
+
+// decodeChannel reads {"channel"} params and validates the name.
+func decodeChannel(params json.RawMessage) (string, *rpc.Error) {
+	var p channelParams
+	if err := decodeParams(params, &p); err != nil {
+		return "", err
+	}
+	if p.Channel == nil {
+		return "", rpc.Errorf(rpc.CodeInvalidParams, `invalid params: missing "channel"`)
+	}
+	if err := rpc.CheckChannel(*p.Channel); err != nil {
+		return "", err
+	}
+	return *p.Channel, nil
+}
+
+// decodeParams unmarshals an object into v. Absent params decode as {}.
+func decodeParams(params json.RawMessage, v any) *rpc.Error {
+	if params == nil {
+		params = json.RawMessage("{}")
+	}
+	if err := json.Unmarshal(params, v); err != nil {
+		return rpc.Errorf(rpc.CodeInvalidParams, "invalid params: %v", err)
+	}
+	return nil
+}
+
+func (p *PubSub) subscribe(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
+	channel, perr := decodeChannel(req.Params)
+	if perr != nil {
+		reply(nil, perr)
+		return
+	}
+	added, perr := p.addSubscription(c, channel)
+	if perr != nil {
+		reply(nil, perr)
+		return
+	}
+
+	// The local subscription is in place first, so nothing that arrives
+	// while the backplane sets up delivery is missed.
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.SubscribeTimeout)
+	defer cancel()
+	if err := p.cfg.Backplane.Subscribe(ctx, channel); err != nil {
+		if added {
+			p.removeSubscription(c, channel)
+		}
+		c.Logger().Warn("subscribe failed in the backplane", "channel", channel, "err", err)
+		reply(nil, rpc.Errorf(rpc.CodeUnavailable, "backplane unavailable: subscribe to %q did not take effect, try again", channel))
+		return
+	}
+	reply(channelResult{Channel: channel}, nil)
+}
+
+// addSubscription adds channel to c's subscriptions. It reports false when c
+// was already subscribed, which is not an error.
+func (p *PubSub) addSubscription(c *wsconn.Conn, channel string) (bool, *rpc.Error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.subscriberLocked(c)
+	if _, ok := s.channels[channel]; ok {
+		return false, nil
+	}
+	if len(s.channels) >= p.cfg.MaxSubscriptions {
+		return false, rpc.Errorf(rpc.CodeTooManySubscribers,
+			"too many subscriptions: this connection has %d, the limit is %d; unsubscribe first or open another connection",
+			len(s.channels), p.cfg.MaxSubscriptions)
+	}
+	s.channels[channel] = struct{}{}
+	subs := p.channels[channel]
+	if subs == nil {
+		subs = make(map[*subscriber]struct{})
+		p.channels[channel] = subs
+	}
+	subs[s] = struct{}{}
+	p.cfg.Metrics.Subscriptions.Inc()
+	return true, nil
+}
+
+func (p *PubSub) subscriberLocked(c *wsconn.Conn) *subscriber {
+	s := p.conns[c]
+	if s == nil {
+		s = &subscriber{conn: c, channels: make(map[string]struct{}), ps: p}
+		p.conns[c] = s
+	}
+	return s
+}
+
+func (p *PubSub) unsubscribe(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
+	channel, perr := decodeChannel(req.Params)
+	if perr != nil {
+		reply(nil, perr)
+		return
+	}
+	p.removeSubscription(c, channel)
+	reply(channelResult{Channel: channel}, nil)
+}
+
+// removeSubscription removes one subscription. The backplane hears of the
+// last local subscriber leaving under the lock, so that a concurrent
+// subscribe's Backplane.Subscribe always comes after it.
+func (p *PubSub) removeSubscription(c *wsconn.Conn, channel string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.conns[c]
+	if s == nil {
+		return
+	}
+	if _, ok := s.channels[channel]; !ok {
+		return
+	}
+	delete(s.channels, channel)
+	p.dropFromChannelLocked(s, channel)
+}
+
+func (p *PubSub) dropFromChannelLocked(s *subscriber, channel string) {
+	subs := p.channels[channel]
+	delete(subs, s)
+	p.cfg.Metrics.Subscriptions.Dec()
+	if len(subs) == 0 {
+		delete(p.channels, channel)
+		p.cfg.Backplane.Unsubscribe(channel)
+	}
+}
+
+// Disconnected removes every subscription of c and forgets its unacked
+// QoS 1 messages.
+func (p *PubSub) Disconnected(c *wsconn.Conn) {
+	p.mu.Lock()
+	s := p.conns[c]
+	delete(p.conns, c)
+	if s != nil {
+		for channel := range s.channels {
+			p.dropFromChannelLocked(s, channel)
+		}
+	}
+	p.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
+}
+
+type publishParams struct {
+	Channel *string         `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+	QoS     json.RawMessage `json:"qos"`
+}
+
+type publishResult struct {
+	MsgID string `json:"msg_id"`
+}
+
+func (p *PubSub) publish(req *rpc.Request, reply rpc.Reply) {
+	msg, perr := decodePublish(req.Params)
+	if perr != nil {
+		reply(nil, perr)
+		return
+	}
+	msgID, err := p.Publish(context.Background(), msg.Channel, msg.Data, msg.QoS)
+	if err != nil {
+		reply(nil, rpc.Errorf(rpc.CodeUnavailable,
+			"backplane unavailable: the publish was not taken and was delivered nowhere, try again later"))
+		return
+	}
+	reply(publishResult{MsgID: msgID}, nil)
+}
+
+func decodePublish(params json.RawMessage) (backplane.Message, *rpc.Error) {
+	var p publishParams
+	if err := decodeParams(params, &p); err != nil {
+		return backplane.Message{}, err
+	}
+	if p.Channel == nil {
+		return backplane.Message{}, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: missing "channel"`)
+	}
+	if err := rpc.CheckChannel(*p.Channel); err != nil {
+		return backplane.Message{}, err
+	}
+	if p.Data == nil {
+		return backplane.Message{}, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: missing "data" (any JSON value, null included)`)
+	}
+	qos := 0
+	if p.QoS != nil {
+		switch string(p.QoS) {
+		case "0":
+		case "1":
+			qos = 1
+		default:
+			return backplane.Message{}, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: "qos" must be 0 or 1, got %.20s`, p.QoS)
+		}
+	}
+	return backplane.Message{Channel: *p.Channel, Data: p.Data, QoS: qos}, nil
+}
+
+// Publish publishes data on channel as if a client had sent it, and returns
+// the msg_id. Server-side APIs use it. The channel must be valid and data
+// valid JSON. It returns an error wrapping backplane.ErrUnavailable when the
+// backplane did not take the message, and then it was delivered nowhere.
+func (p *PubSub) Publish(ctx context.Context, channel string, data json.RawMessage, qos int) (string, error) {
+	msg := backplane.Message{
+		ID:      p.cfg.Backplane.NewMessageID(),
+		Channel: channel,
+		Data:    data,
+		QoS:     qos,
+	}
+
+	// The backplane goes first: when it rejects the message, nothing may
+	// have been delivered, not even locally.
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	defer cancel()
+	if err := p.cfg.Backplane.Publish(ctx, msg); err != nil {
+		p.cfg.Metrics.PublishRejected.Inc()
+		p.cfg.Logger.Warn("publish rejected by the backplane", "channel", channel, "msg_id", msg.ID, "err", err)
+		if !errors.Is(err, backplane.ErrUnavailable) {
+			err = errors.Join(backplane.ErrUnavailable, err)
+		}
+		return "", err
+	}
+	if !p.cfg.Backplane.DeliversOwnPublishes() {
+		p.deliver(msg, "client")
+	}
+	return msg.ID, nil
+}
+
+// Deliver implements backplane.MessageHandler for messages of other nodes.
+func (p *PubSub) Deliver(msg backplane.Message) {
+	p.deliver(msg, "backplane")
+}
+
+// deliver queues msg to every local subscriber of its channel. The frame is
+// encoded once and shared by all of them.
+func (p *PubSub) deliver(msg backplane.Message, source string) {
+	p.cfg.Metrics.MessagesIn.WithLabelValues(source).Inc()
+	out := newOutgoing(msg)
+
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	subs := p.channels[msg.Channel]
+	for s := range subs {
+		s.send(out)
+	}
+	p.cfg.Metrics.MessagesOut.Add(float64(len(subs)))
+}
+
+func (p *PubSub) ack(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
+	var params struct {
+		MsgID *string `json:"msg_id"`
+	}
+	if perr := decodeParams(req.Params, &params); perr != nil {
+		reply(nil, perr)
+		return
+	}
+	if params.MsgID == nil {
+		reply(nil, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: missing "msg_id"`))
+		return
+	}
+	p.mu.RLock()
+	s := p.conns[c]
+	p.mu.RUnlock()
+	if s != nil {
+		s.ack(*params.MsgID)
+	}
+	reply(map[string]string{"msg_id": *params.MsgID}, nil)
+}
+
+var _ backplane.MessageHandler = (*PubSub)(nil)

@@ -1,0 +1,91 @@
+package rpc
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// nullID is the id of an error response to a request whose id could not be
+// read, as JSON-RPC 2.0 prescribes.
+var nullID = json.RawMessage("null")
+
+type resultResponse struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  any             `json:"result"`
+}
+
+type errorResponse struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Error   *Error          `json:"error"`
+}
+
+// EncodeResult encodes a success response that echoes id.
+func EncodeResult(id json.RawMessage, result any) ([]byte, error) {
+	return json.Marshal(resultResponse{JSONRPC: "2.0", ID: id, Result: result})
+}
+
+// EncodeError encodes an error response. A nil id becomes null.
+func EncodeError(id json.RawMessage, e *Error) []byte {
+	if id == nil {
+		id = nullID
+	}
+	b, err := json.Marshal(errorResponse{JSONRPC: "2.0", ID: id, Error: e})
+	if err != nil {
+		// Data that cannot be encoded is dropped, because the code and the
+		// message alone still tell the client what failed.
+		b, _ = json.Marshal(errorResponse{JSONRPC: "2.0", ID: id, Error: &Error{Code: e.Code, Message: e.Message}})
+	}
+	return b
+}
+
+type notification struct {
+	JSONRPC string `json:"jsonrpc"`
+	Method  string `json:"method"`
+	Params  any    `json:"params"`
+}
+
+// EncodeNotification encodes a server-to-client notification.
+func EncodeNotification(method string, params any) ([]byte, error) {
+	return json.Marshal(notification{JSONRPC: "2.0", Method: method, Params: params})
+}
+
+// AppendMessage appends the "message" notification for one publish to dst,
+// without reflection, because it runs once per publish on the fan-out path.
+// data must be valid JSON. channel and msgID are escaped as JSON strings.
+func AppendMessage(dst []byte, channel string, data json.RawMessage, msgID string, qos int, redelivered bool) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0","method":"message","params":{"channel":`...)
+	dst = AppendString(dst, channel)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, data...)
+	dst = append(dst, `,"msg_id":`...)
+	dst = AppendString(dst, msgID)
+	dst = append(dst, `,"qos":`...)
+	dst = strconv.AppendInt(dst, int64(qos), 10)
+	if redelivered {
+		dst = append(dst, `,"redelivered":true`...)
+	}
+	return append(dst, "}}"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Names reaching this function are
+// valid UTF-8 without control characters, but every byte below 0x20 is still
+// escaped so that the output is valid JSON for any input.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}

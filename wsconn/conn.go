@@ -1,0 +1,229 @@
+// Package wsconn runs one server-side WebSocket connection: a reader that
+// validates every client frame, and a bounded send queue whose frames are
+// written by a writer goroutine that exists only while there is something to
+// write.
+//
+// Reads go through gorilla/websocket. Writes bypass it: frames are encoded
+// once by the caller and written to the hijacked net.Conn with writev, many
+// frames per system call. Every write of the writer contains whole frames,
+// and the Go runtime serialises writes on one socket, so the close frames
+// that gorilla/websocket itself sends on a protocol error never interleave
+// with ours.
+//
+// Slow-consumer policy: Send never blocks. When a connection's queue would
+// exceed Config.SendQueueLength frames or Config.SendQueueBytes bytes, or a
+// write stays blocked for Config.WriteTimeout, the connection's queue is
+// dropped and it is closed with status 4008 "slow consumer". The server tries
+// to send that close frame for Config.CloseGrace, then drops the connection.
+// Other connections are never held back by a slow one.
+package wsconn
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Close status codes used by the server.
+const (
+	CloseNormal          = websocket.CloseNormalClosure           // 1000
+	CloseGoingAway       = websocket.CloseGoingAway               // 1001: node shutting down
+	CloseUnsupportedData = websocket.CloseUnsupportedData         // 1003: binary frame
+	CloseInvalidPayload  = websocket.CloseInvalidFramePayloadData // 1007: text that is not UTF-8
+	CloseMessageTooBig   = websocket.CloseMessageTooBig           // 1009: frame over the size limit
+	ClosePolicyViolation = websocket.ClosePolicyViolation         // 1008: pong timeout
+	CloseSlowConsumer    = 4008
+)
+
+// ErrClosed is returned by Send after the connection started closing.
+var ErrClosed = errors.New("wsconn: connection closed")
+
+// ErrSlowConsumer is returned by the Send call that found the queue full. The
+// connection is closed with status 4008.
+var ErrSlowConsumer = errors.New("wsconn: slow consumer")
+
+// Config holds the limits shared by every connection of a server. Zero
+// fields take the defaults documented on each field.
+type Config struct {
+	// MaxMessageBytes is the largest client message accepted; a larger one
+	// closes the connection with 1009. Default 65536.
+	MaxMessageBytes int
+	// SendQueueLength is the number of queued frames at which a connection
+	// becomes a slow consumer. Default 4096.
+	SendQueueLength int
+	// SendQueueBytes is the number of queued bytes at which a connection
+	// becomes a slow consumer. Default 4 MiB.
+	SendQueueBytes int
+	// WriteTimeout bounds one blocked write; a connection that cannot take
+	// a batch of frames within it is a slow consumer. Default 10s.
+	WriteTimeout time.Duration
+	// CloseGrace is how long the server tries to send a close frame and
+	// waits for the client's reply before it drops the TCP connection.
+	// Default 3s.
+	CloseGrace time.Duration
+	// OnSlowConsumer, if set, is called once for each connection closed as a
+	// slow consumer, for metrics.
+	OnSlowConsumer func(*Conn)
+	// OnBadInput, if set, is called with the close code when a client's
+	// frame closes its connection (1003, 1007 or 1009), for metrics.
+	OnBadInput func(c *Conn, code int)
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 65536
+	}
+	if c.SendQueueLength <= 0 {
+		c.SendQueueLength = 4096
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 4 << 20
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = 3 * time.Second
+	}
+}
+
+type state uint8
+
+const (
+	stateOpen state = iota
+	stateClosing
+	stateClosed
+)
+
+// Conn is one client connection. Send and Close may be called from any
+// goroutine. ReadLoop must be called once, by the goroutine that accepted
+// the connection.
+type Conn struct {
+	id  string
+	ws  *websocket.Conn
+	nc  net.Conn
+	cfg *Config
+	log *slog.Logger
+
+	mu          sync.Mutex
+	queue       [][]byte
+	queuedBytes int
+	writing     bool
+	state       state
+	closeCode   int
+	pendingPing bool
+	// closeFrame is written after the queue drains once state is closing.
+	closeFrame []byte
+	// closeWritten is closed when the close frame was written or writing
+	// failed; it exists only while the connection is closing.
+	closeWritten     chan struct{}
+	closeWrittenDone bool
+}
+
+// New wraps an upgraded connection. cfg must outlive the connection.
+func New(id string, ws *websocket.Conn, cfg *Config, log *slog.Logger) *Conn {
+	cfg.setDefaults()
+	c := &Conn{id: id, ws: ws, nc: ws.NetConn(), cfg: cfg, log: log}
+
+	// Control frames from the client are answered through the send queue,
+	// because gorilla's default handlers would write outside it.
+	ws.SetPingHandler(c.handlePing)
+	ws.SetPongHandler(c.handlePong)
+	ws.SetCloseHandler(func(int, string) error { return nil })
+	return c
+}
+
+// ID returns the connection id, unique in the cluster.
+func (c *Conn) ID() string { return c.id }
+
+// Logger returns the connection's logger, which carries its id.
+func (c *Conn) Logger() *slog.Logger { return c.log }
+
+// Subprotocol returns the negotiated WebSocket subprotocol.
+func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
+
+// Send queues one pre-encoded frame (see TextFrame). It never blocks. It
+// returns ErrClosed once the connection is closing, and ErrSlowConsumer when
+// the frame would overflow the queue, in which case the connection closes
+// with 4008.
+func (c *Conn) Send(frame []byte) error {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if len(c.queue) >= c.cfg.SendQueueLength || c.queuedBytes+len(frame) > c.cfg.SendQueueBytes {
+		c.closeLocked(CloseSlowConsumer, "slow consumer", true)
+		c.mu.Unlock()
+		c.reportSlow()
+		return ErrSlowConsumer
+	}
+	c.queue = append(c.queue, frame)
+	c.queuedBytes += len(frame)
+	c.startWriterLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// Close starts closing the connection with a status code. Frames already
+// queued are written first, then the close frame. Calling it again, or after
+// the connection closed, does nothing.
+func (c *Conn) Close(code int, reason string) {
+	c.mu.Lock()
+	c.closeLocked(code, reason, false)
+	c.mu.Unlock()
+}
+
+// CloseSlowConsumer drops the queue and closes the connection with 4008. The
+// pub/sub layer calls it when a client leaves too many QoS 1 messages unacked.
+func (c *Conn) CloseSlowConsumer() {
+	c.mu.Lock()
+	closed := c.closeLocked(CloseSlowConsumer, "slow consumer", true)
+	c.mu.Unlock()
+	if closed {
+		c.reportSlow()
+	}
+}
+
+func (c *Conn) reportSlow() {
+	c.log.Warn("closing slow consumer", "code", CloseSlowConsumer)
+	if c.cfg.OnSlowConsumer != nil {
+		c.cfg.OnSlowConsumer(c)
+	}
+}
+
+// closeLocked moves an open connection to closing. It returns false when the
+// connection was already closing or closed.
+func (c *Conn) closeLocked(code int, reason string, discardQueue bool) bool {
+	if c.state != stateOpen {
+		return false
+	}
+	c.state = stateClosing
+	c.closeCode = code
+	c.closeFrame = closeFrame(code, reason)
+	c.closeWritten = make(chan struct{})
+	if discardQueue {
+		c.queue = nil
+		c.queuedBytes = 0
+	}
+
+	// Both deadlines bound the rest of the connection's life: the writer
+	// gives up on a client that does not read, and the reader stops waiting
+	// for the client's close frame.
+	deadline := time.Now().Add(c.cfg.CloseGrace)
+	_ = c.nc.SetWriteDeadline(deadline)
+	_ = c.nc.SetReadDeadline(deadline)
+	c.startWriterLocked()
+	return true
+}
+
+func (c *Conn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
