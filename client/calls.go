@@ -51,12 +51,24 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 		return err
 	}
 
-	return c.callOn(ctx, s, method, params, result)
+	return c.callOn(ctx, s, method, params, result, nil)
+}
+
+// callRecording sends a request on the current connection and runs
+// onSuccess in the reader goroutine when a result arrives.
+func (c *Client) callRecording(ctx context.Context, method string, params, result any, onSuccess func()) error {
+	s, err := c.session()
+	if err != nil {
+		return err
+	}
+
+	return c.callOn(ctx, s, method, params, result, onSuccess)
 }
 
 // callOn sends a request on a given connection. The restore after a
-// reconnect uses it to stay on the connection it restores.
-func (c *Client) callOn(ctx context.Context, s *session, method string, params, result any) error {
+// reconnect uses it to stay on the connection it restores. onSuccess, if
+// set, runs in the reader goroutine when a result arrives.
+func (c *Client) callOn(ctx context.Context, s *session, method string, params, result any, onSuccess func()) error {
 	id := c.nextID.Add(1)
 	data, err := json.Marshal(request{JSONRPC: "2.0", ID: &id, Method: method, Params: params})
 	if err != nil {
@@ -69,7 +81,7 @@ func (c *Client) callOn(ctx context.Context, s *session, method string, params, 
 	defer c.inflight.Add(-1)
 	signal(c.requestStarted)
 
-	pending, err := s.register(id)
+	pending, err := s.register(id, onSuccess)
 	if err != nil {
 		return err
 	}
@@ -148,15 +160,13 @@ func (c *Client) WriteRaw(messageType int, data []byte) error {
 // any node receives from then on reaches this client. With Reconnect, the
 // subscription is restored after a reconnect.
 func (c *Client) Subscribe(ctx context.Context, channel string) error {
-	if err := c.Call(ctx, "subscribe", channelParams{Channel: channel}, nil); err != nil {
-		return err
+	record := func() {
+		c.mu.Lock()
+		c.subs[channel] = struct{}{}
+		c.mu.Unlock()
 	}
 
-	c.mu.Lock()
-	c.subs[channel] = struct{}{}
-	c.mu.Unlock()
-
-	return nil
+	return c.callRecording(ctx, "subscribe", channelParams{Channel: channel}, nil, record)
 }
 
 // Unsubscribe unsubscribes from channel. It succeeds also when the client
@@ -197,14 +207,16 @@ func (c *Client) Join(ctx context.Context, channel, member string, info any) ([]
 		params.Info = raw
 	}
 
-	var result rosterResult
-	if err := c.Call(ctx, "presence.join", params, &result); err != nil {
-		return nil, err
+	record := func() {
+		c.mu.Lock()
+		c.joins[channel] = params
+		c.mu.Unlock()
 	}
 
-	c.mu.Lock()
-	c.joins[channel] = params
-	c.mu.Unlock()
+	var result rosterResult
+	if err := c.callRecording(ctx, "presence.join", params, &result, record); err != nil {
+		return nil, err
+	}
 
 	return result.Members, nil
 }

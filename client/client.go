@@ -14,7 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// closeTimeout bounds how long Close waits for the server to answer the
+// closeTimeout bounds how long Close waits for the server to reply to the
 // close frame before it closes the network connection.
 const closeTimeout = time.Second
 
@@ -122,7 +122,7 @@ func (c *Client) upgradeHeader() http.Header {
 	return header
 }
 
-// installPingHandler keeps gorilla's default ping handler, which answers
+// installPingHandler keeps gorilla's default ping handler, which replies
 // with a pong, and also extends the read deadline when IdleTimeout is set,
 // because a ping proves that the connection is alive.
 func (c *Client) installPingHandler(s *session) {
@@ -160,7 +160,7 @@ func (c *Client) isClosed() bool {
 // "reconnected" events. Its capacity is Options.NotifyBuffer.
 //
 // Backpressure: when the channel is full, the reader stops reading from the
-// connection, so the server sees a slow consumer and may close the
+// connection, so the server detects a slow consumer and may close the
 // connection with 4008. While a request waits for its response, the reader
 // does not stop. It keeps reading so the response can arrive and queues the
 // notifications in memory. Close always unblocks the reader.
@@ -174,7 +174,7 @@ func (c *Client) Notifications() <-chan Notification {
 
 // CloseError returns the close frame that the server sent last, such as code
 // 1001 when a node shuts down or 4008 for a slow consumer, or nil if it sent
-// none. The server's answer to Close is recorded too, usually with code 1000.
+// none. The server's reply to Close is recorded too, usually with code 1000.
 func (c *Client) CloseError() *websocket.CloseError {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -81,7 +81,7 @@ func (q *inbox) pop(stop <-chan struct{}) (delivery, bool) {
 }
 
 // signal wakes the waiter on a channel of capacity 1 without blocking. A
-// signal that nobody has consumed yet is enough, so a second one is dropped.
+// signal that is still pending is enough, so a second one is dropped.
 func signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:

@@ -122,7 +122,8 @@ func (c *Client) handleNotification(s *session, env envelope, received time.Time
 }
 
 // enqueue hands a notification to the deliverer, then applies backpressure.
-// After Close, notifications are discarded because nobody reads them.
+// After Close, notifications are discarded because the deliverer has
+// stopped.
 func (c *Client) enqueue(d delivery) {
 	if c.isClosed() {
 		return
@@ -152,8 +153,10 @@ func (c *Client) endSession(s *session, readErr error) {
 	var closeErr *websocket.CloseError
 	closed := c.isClosed()
 
+	// gorilla/websocket reports a connection lost without a close frame as
+	// code 1006, which RFC 6455 forbids in a frame, so it is not recorded.
 	c.mu.Lock()
-	if errors.As(readErr, &closeErr) {
+	if errors.As(readErr, &closeErr) && closeErr.Code != websocket.CloseAbnormalClosure {
 		c.closeErr = closeErr
 	}
 	if c.cur == s {

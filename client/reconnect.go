@@ -132,7 +132,7 @@ func (c *Client) restoreCall(s *session, method string, params, result any) erro
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
 	defer cancel()
 
-	return c.callOn(ctx, s, method, params, result)
+	return c.callOn(ctx, s, method, params, result, nil)
 }
 
 // restoreContinues reports whether restore should go on after a request

@@ -39,6 +39,11 @@ type session struct {
 
 // call is one request waiting for its response.
 type call struct {
+	// onSuccess, if set, runs in the reader goroutine when a result arrives,
+	// before the reader reads the next frame. State recorded there is
+	// visible to a restore after a drop that follows the result.
+	onSuccess func()
+
 	done   chan struct{} // closed when the fields below are set
 	result json.RawMessage
 	rpcErr *RPCError
@@ -57,20 +62,20 @@ func newSession(ws *websocket.Conn, url string, urlIndex int) *session {
 
 // register adds a pending call for id, or returns the session's end error if
 // the reader has already exited.
-func (s *session) register(id uint64) (*call, error) {
+func (s *session) register(id uint64, onSuccess func()) (*call, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
 	if s.ended {
 		return nil, s.endErr
 	}
-	c := &call{done: make(chan struct{})}
+	c := &call{onSuccess: onSuccess, done: make(chan struct{})}
 	s.pending[id] = c
 
 	return c, nil
 }
 
-// unregister forgets a pending call whose caller stopped waiting.
+// unregister removes a pending call whose caller stopped waiting.
 func (s *session) unregister(id uint64) {
 	s.mu.Lock()
 	delete(s.pending, id)
@@ -90,6 +95,9 @@ func (s *session) complete(id uint64, result json.RawMessage, rpcErr *RPCError) 
 	}
 	c.result = result
 	c.rpcErr = rpcErr
+	if rpcErr == nil && c.onSuccess != nil {
+		c.onSuccess()
+	}
 	close(c.done)
 
 	return true
@@ -147,8 +155,8 @@ func (s *session) writeFailed(err error) error {
 		return fmt.Errorf("write frame: %w", err)
 	}
 
-	// The reader may already have ended the session, and its error says
-	// more than the write error does.
+	// The reader may already have ended the session, and its error is
+	// more specific than the write error.
 	_ = s.ws.Close()
 	if endErr := s.endError(); endErr != nil {
 		return endErr

@@ -66,10 +66,10 @@ type Options struct {
 	IdleTimeout time.Duration
 
 	// OnUnmatchedResponse, if set, is called by the reader goroutine with every
-	// response whose id matches no request in flight, such as the reply to a
-	// frame sent with WriteRaw or the error for a frame that the server could
-	// not parse (id null). It must not block. When nil, such responses are
-	// logged at debug level and dropped.
+	// response whose id matches no request in flight. Examples are the reply
+	// to a frame sent with WriteRaw, and the error with id null for a frame
+	// that the server could not parse. It must not block. When nil, such
+	// responses are logged at debug level and dropped.
 	OnUnmatchedResponse func(response []byte)
 
 	// Logger receives connection drops, reconnect attempts and protocol

@@ -79,6 +79,16 @@ type Node struct {
 	// LogFormat is the log output format: "text" or "json".
 	LogFormat string
 
+	// TokenHMACSecret, when set, makes every client present an HS256 JWT
+	// signed with it. It excludes TokenPublicKey.
+	TokenHMACSecret string
+	// TokenPublicKey, when set, is the path of a PEM public key that
+	// verifies client JWTs: RS256 for RSA, ES256 for ECDSA P-256.
+	TokenPublicKey string
+	// APIKey, when set, enables POST /api/publish for requests that send it
+	// as a bearer token.
+	APIKey string
+
 	// MaxSubscriptions is an extension of the contract (--max-subscriptions): the
 	// number of channels one connection may subscribe to, at least 1. One more
 	// subscribe gets error 1003.
@@ -174,6 +184,9 @@ func (n Node) LogValue() slog.Value {
 		slog.Any("allowed_origins", n.AllowedOrigins),
 		slog.String("log_level", levelName(n.LogLevel)),
 		slog.String("log_format", n.LogFormat),
+		slog.String("token_hmac_secret", redact(n.TokenHMACSecret)),
+		slog.String("token_public_key", n.TokenPublicKey),
+		slog.String("api_key", redact(n.APIKey)),
 		slog.Int("max_subscriptions", n.MaxSubscriptions),
 		slog.Int("send_queue_length", n.SendQueueLength),
 		slog.Int("send_queue_bytes", n.SendQueueBytes),

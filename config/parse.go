@@ -207,6 +207,11 @@ func checkCombinations(n Node, explicit sources) error {
 			fmt.Errorf("want a duration less than --peer-timeout, which is %s", n.PeerTimeout))
 	}
 
+	if n.TokenHMACSecret != "" && n.TokenPublicKey != "" {
+		return explicit.conflictError("token-public-key", n,
+			errors.New("want only one of --token-hmac-secret and --token-public-key, because a node verifies tokens with one key"))
+	}
+
 	if n.SendQueueBytes < 2*n.MaxMessageBytes {
 		if explicit.has("send-queue-bytes") || !explicit.has("max-message-bytes") {
 			return explicit.conflictError("send-queue-bytes", n,

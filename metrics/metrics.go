@@ -35,6 +35,19 @@ type Metrics struct {
 	RPCErrors           *prometheus.CounterVec
 	PresenceEntries     *prometheus.GaugeVec
 	PresenceEvents      *prometheus.CounterVec
+
+	// Cluster backplane collectors. The peer label is the peer's node id.
+	PeerEnvelopesSent     *prometheus.CounterVec
+	PeerEnvelopesReceived *prometheus.CounterVec
+	PeerReconnects        *prometheus.CounterVec
+	PeerLinkRejects       *prometheus.CounterVec
+	PeerEvents            *prometheus.CounterVec
+	PeerQueueOverflows    *prometheus.CounterVec
+	DuplicatesDropped     prometheus.Counter
+	ReplayRequests        prometheus.Counter
+	MessagesReplayed      prometheus.Counter
+	ReplayLosses          prometheus.Counter
+	PresenceSyncEntries   *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them in a new registry.
@@ -86,6 +99,12 @@ func New() *Metrics {
 			Name: "wscluster_presence_events_total", Help: "Presence join and leave events of the cluster-wide rosters, by kind.",
 		}, []string{"kind"}),
 	}
+	m.addCluster()
+	m.Registry.MustRegister(
+		m.PeerEnvelopesSent, m.PeerEnvelopesReceived, m.PeerReconnects, m.PeerLinkRejects,
+		m.PeerEvents, m.PeerQueueOverflows, m.DuplicatesDropped, m.ReplayRequests,
+		m.MessagesReplayed, m.ReplayLosses, m.PresenceSyncEntries,
+	)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -95,4 +114,43 @@ func New() *Metrics {
 		m.PresenceEntries, m.PresenceEvents,
 	)
 	return m
+}
+
+// addCluster creates the collectors of the cluster backplane. A node with
+// --engine none registers them too, and they stay at zero.
+func (m *Metrics) addCluster() {
+	m.PeerEnvelopesSent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wscluster_peer_envelopes_sent_total", Help: "Backplane envelopes sent to a peer, by peer and kind.",
+	}, []string{"peer", "kind"})
+	m.PeerEnvelopesReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wscluster_peer_envelopes_received_total", Help: "Backplane envelopes received from a peer, by peer and kind.",
+	}, []string{"peer", "kind"})
+	m.PeerReconnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wscluster_peer_reconnects_total", Help: "Links to a peer established again after a loss, by peer.",
+	}, []string{"peer"})
+	m.PeerLinkRejects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wscluster_peer_link_rejects_total",
+		Help: "Peer links dropped or refused, by reason: handshake, auth, duplicate_id, malformed, oversized, version.",
+	}, []string{"reason"})
+	m.PeerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wscluster_peer_events_total", Help: "Peers declared up or down, by event.",
+	}, []string{"event"})
+	m.PeerQueueOverflows = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wscluster_peer_queue_overflows_total", Help: "Peer links dropped because their outbound queue was full, by peer.",
+	}, []string{"peer"})
+	m.DuplicatesDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wscluster_duplicates_dropped_total", Help: "Backplane publishes dropped because they were already delivered.",
+	})
+	m.ReplayRequests = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wscluster_replay_requests_total", Help: "Requests from peers to resume publishes after a link loss.",
+	})
+	m.MessagesReplayed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wscluster_messages_replayed_total", Help: "Publishes sent again from the replay buffer.",
+	})
+	m.ReplayLosses = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wscluster_replay_losses_total", Help: "Publishes a peer missed that were no longer in the replay buffer.",
+	})
+	m.PresenceSyncEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wscluster_presence_sync_entries_total", Help: "Presence entries sent or received in full syncs, by direction.",
+	}, []string{"direction"})
 }

@@ -84,7 +84,7 @@ func (p *Presence) Handle(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	case "presence.leave":
 		p.leave(c, req, reply)
 	case "presence.members":
-		p.members(req, reply)
+		p.members(c, req, reply)
 	default:
 		reply(nil, rpc.Errorf(rpc.CodeMethodNotFound, "method not found: %q", req.Method))
 	}
@@ -144,6 +144,9 @@ func decodeChannel(params json.RawMessage) (string, *rpc.Error) {
 
 func (p *Presence) join(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	channel, member, info, perr := decodeJoin(req.Params)
+	if perr == nil {
+		perr = authorizeJoin(c, channel, member)
+	}
 	if perr != nil {
 		reply(nil, perr)
 		return
@@ -180,6 +183,23 @@ func (p *Presence) join(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	reply(rosterResult{Channel: channel, Members: r.list()}, nil)
 }
 
+// authorizeJoin returns error 1006 unless c's token allows joining channel
+// as member.
+func authorizeJoin(c *wsconn.Conn, channel, member string) *rpc.Error {
+	id := c.Identity()
+	if !id.MayJoinAs(member) {
+		return rpc.Errorf(rpc.CodeNotAuthorized, "not authorized: the token allows joining only as member %q, not %q", id.Subject, member)
+	}
+	if !id.MayUseChannel(channel) {
+		return notAuthorizedChannel(channel)
+	}
+	return nil
+}
+
+func notAuthorizedChannel(channel string) *rpc.Error {
+	return rpc.Errorf(rpc.CodeNotAuthorized, "not authorized: the token's channels claim does not allow channel %q", channel)
+}
+
 func (p *Presence) leave(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	channel, perr := decodeChannel(req.Params)
 	if perr != nil {
@@ -213,8 +233,11 @@ func (p *Presence) leaveLocked(c *wsconn.Conn, channel string) {
 	p.cfg.Backplane.PresenceChanged(backplane.PresenceDelta{Op: backplane.PresenceLeave, Entry: entry})
 }
 
-func (p *Presence) members(req *rpc.Request, reply rpc.Reply) {
+func (p *Presence) members(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	channel, perr := decodeChannel(req.Params)
+	if perr == nil && !c.Identity().MayUseChannel(channel) {
+		perr = notAuthorizedChannel(channel)
+	}
 	if perr != nil {
 		reply(nil, perr)
 		return

@@ -109,7 +109,7 @@ func (p *PubSub) Handle(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	case "unsubscribe":
 		p.unsubscribe(c, req, reply)
 	case "publish":
-		p.publish(req, reply)
+		p.publish(c, req, reply)
 	case "ack":
 		p.ack(c, req, reply)
 	default:
@@ -140,6 +140,14 @@ func decodeChannel(params json.RawMessage) (string, *rpc.Error) {
 	return *p.Channel, nil
 }
 
+// authorize returns error 1006 unless c's token allows channel.
+func authorize(c *wsconn.Conn, channel string) *rpc.Error {
+	if c.Identity().MayUseChannel(channel) {
+		return nil
+	}
+	return rpc.Errorf(rpc.CodeNotAuthorized, "not authorized: the token's channels claim does not allow channel %q", channel)
+}
+
 // decodeParams unmarshals an object into v. Absent params decode as {}.
 func decodeParams(params json.RawMessage, v any) *rpc.Error {
 	if params == nil {
@@ -153,6 +161,9 @@ func decodeParams(params json.RawMessage, v any) *rpc.Error {
 
 func (p *PubSub) subscribe(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	channel, perr := decodeChannel(req.Params)
+	if perr == nil {
+		perr = authorize(c, channel)
+	}
 	if perr != nil {
 		reply(nil, perr)
 		return
@@ -249,7 +260,7 @@ func (p *PubSub) dropFromChannelLocked(s *subscriber, channel string) {
 	}
 }
 
-// Disconnected removes every subscription of c and forgets its unacked
+// Disconnected removes every subscription of c and drops its unacked
 // QoS 1 messages.
 func (p *PubSub) Disconnected(c *wsconn.Conn) {
 	p.mu.Lock()
@@ -276,8 +287,11 @@ type publishResult struct {
 	MsgID string `json:"msg_id"`
 }
 
-func (p *PubSub) publish(req *rpc.Request, reply rpc.Reply) {
-	msg, perr := decodePublish(req.Params)
+func (p *PubSub) publish(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
+	msg, perr := DecodePublish(req.Params)
+	if perr == nil {
+		perr = authorize(c, msg.Channel)
+	}
 	if perr != nil {
 		reply(nil, perr)
 		return
@@ -291,7 +305,10 @@ func (p *PubSub) publish(req *rpc.Request, reply rpc.Reply) {
 	reply(publishResult{MsgID: msgID}, nil)
 }
 
-func decodePublish(params json.RawMessage) (backplane.Message, *rpc.Error) {
+// DecodePublish validates publish params {"channel", "data", "qos"?} and
+// returns them as a message without an id. The server's HTTP publish API
+// shares it, so both paths accept exactly the same input.
+func DecodePublish(params json.RawMessage) (backplane.Message, *rpc.Error) {
 	var p publishParams
 	if err := decodeParams(params, &p); err != nil {
 		return backplane.Message{}, err

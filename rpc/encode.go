@@ -1,7 +1,9 @@
 package rpc
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 )
 
@@ -21,22 +23,48 @@ type errorResponse struct {
 	Error   *Error          `json:"error"`
 }
 
-// EncodeResult encodes a success response that echoes id.
-func EncodeResult(id json.RawMessage, result any) ([]byte, error) {
-	return json.Marshal(resultResponse{JSONRPC: "2.0", ID: id, Result: result})
+// marshal encodes v like json.Marshal but without HTML escaping. json.Marshal
+// also rewrites <, > and & inside a json.RawMessage, so an id "<a&b>" would
+// come back as "\u003ca\u0026b\u003e" instead of as received.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encoding JSON: %w", err)
+	}
+
+	// Encode ends every value with a newline, which a frame does not need.
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// EncodeError encodes an error response. A nil id becomes null.
+// EncodeResult encodes a success response. An id from DecodeRequest is echoed
+// byte for byte.
+func EncodeResult(id json.RawMessage, result any) ([]byte, error) {
+	return marshal(resultResponse{JSONRPC: "2.0", ID: id, Result: result})
+}
+
+// EncodeError encodes an error response. An id from DecodeRequest is echoed
+// byte for byte, and a nil id becomes null.
 func EncodeError(id json.RawMessage, e *Error) []byte {
 	if id == nil {
 		id = nullID
 	}
-	b, err := json.Marshal(errorResponse{JSONRPC: "2.0", ID: id, Error: e})
-	if err != nil {
-		// Data that cannot be encoded is dropped, because the code and the
-		// message alone still tell the client what failed.
-		b, _ = json.Marshal(errorResponse{JSONRPC: "2.0", ID: id, Error: &Error{Code: e.Code, Message: e.Message}})
+	b, err := marshal(errorResponse{JSONRPC: "2.0", ID: id, Error: e})
+	if err == nil {
+		return b
 	}
+
+	// Data that cannot be encoded is dropped, because the code and the
+	// message alone still tell the client what failed.
+	b, err = marshal(errorResponse{JSONRPC: "2.0", ID: id, Error: &Error{Code: e.Code, Message: e.Message}})
+	if err == nil {
+		return b
+	}
+
+	// Only an id that is not valid JSON is left to fail, and a client
+	// cannot match such an id anyway, so the response carries null.
+	b, _ = marshal(errorResponse{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: e.Code, Message: e.Message}})
 	return b
 }
 
@@ -48,7 +76,7 @@ type notification struct {
 
 // EncodeNotification encodes a server-to-client notification.
 func EncodeNotification(method string, params any) ([]byte, error) {
-	return json.Marshal(notification{JSONRPC: "2.0", Method: method, Params: params})
+	return marshal(notification{JSONRPC: "2.0", Method: method, Params: params})
 }
 
 // AppendMessage appends the "message" notification for one publish to dst,
@@ -73,7 +101,8 @@ const hexDigits = "0123456789abcdef"
 
 // AppendString appends s as a JSON string. Names reaching this function are
 // valid UTF-8 without control characters, but every byte below 0x20 is still
-// escaped so that the output is valid JSON for any input.
+// escaped so that the output is valid JSON for any valid UTF-8 input. Bytes
+// of invalid UTF-8 are copied unchanged.
 func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); i++ {

@@ -44,7 +44,7 @@ func CheckMember(id string) *Error {
 // missing or null info becomes {}. Anything but an object, or an object over
 // 1024 bytes as compact JSON, is error 1002.
 func CompactInfo(raw json.RawMessage) (json.RawMessage, *Error) {
-	trimmed := bytes.TrimSpace(raw)
+	trimmed := trimJSONSpace(raw)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, nullJSON) {
 		return json.RawMessage("{}"), nil
 	}

@@ -63,47 +63,66 @@ type Request struct {
 // no response.
 func (r *Request) IsNotification() bool { return r.ID == nil }
 
-// wireRequest mirrors the JSON shape before validation. RawMessage fields
-// distinguish an absent member (nil) from an explicit null ("null").
-type wireRequest struct {
-	JSONRPC json.RawMessage `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  json.RawMessage `json:"method"`
-	Params  json.RawMessage `json:"params"`
-}
-
 var nullJSON = []byte("null")
+
+// trimJSONSpace removes the whitespace that JSON allows around a value.
+// bytes.TrimSpace would also remove Unicode spaces such as U+00A0, and so
+// accept a frame that is not valid JSON.
+func trimJSONSpace(b []byte) []byte {
+	return bytes.Trim(b, " \t\r\n")
+}
 
 // DecodeRequest validates one JSON value as a JSON-RPC 2.0 request object.
 // On failure it returns the error to send and, when the request's id could be
-// read, that id so the error response can echo it.
+// read, that id so the error response can echo it. Member names match
+// exactly, so {"Method": ...} has no "method" member. raw that is not valid
+// JSON is a parse error, but SplitBatch already rejects such a frame.
 func DecodeRequest(raw json.RawMessage) (*Request, *Error, json.RawMessage) {
-	raw = bytes.TrimSpace(raw)
+	raw = trimJSONSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, invalidRequest("a request must be a JSON object"), nil
 	}
-	var w wireRequest
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, invalidRequest("a request member has the wrong type"), nil
+
+	// A map keeps member names exact, because encoding/json matches struct
+	// fields case-insensitively. Its RawMessage values tell an absent member
+	// (nil) from an explicit null ("null").
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return nil, &Error{Code: CodeParseError, Message: "parse error: the request is not valid JSON"}, nil
 	}
 
 	// The id is checked first, because every later error echoes it.
-	id, idErr := decodeID(w.ID)
+	id, idErr := decodeID(members["id"])
 	if idErr != nil {
 		return nil, idErr, nil
 	}
-	if string(bytes.TrimSpace(w.JSONRPC)) != `"2.0"` {
+	if version, ok := decodeString(members["jsonrpc"]); !ok || version != "2.0" {
 		return nil, invalidRequest(`"jsonrpc" must be "2.0"`), id
 	}
-	var method string
-	if len(w.Method) == 0 || json.Unmarshal(w.Method, &method) != nil {
+	method, ok := decodeString(members["method"])
+	if !ok {
 		return nil, invalidRequest(`"method" must be a string`), id
 	}
-	params, perr := decodeParams(w.Params)
+	params, perr := decodeParams(members["params"])
 	if perr != nil {
 		return nil, perr, id
 	}
 	return &Request{ID: id, Method: method, Params: params}, nil, nil
+}
+
+// decodeString decodes raw when it is a JSON string. It reports false for
+// any other value, null included, because json.Unmarshal leaves a string
+// untouched on null instead of failing.
+func decodeString(raw json.RawMessage) (string, bool) {
+	raw = trimJSONSpace(raw)
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // decodeID accepts a string or a number. JSON-RPC 2.0 also allows null, but
@@ -114,7 +133,7 @@ func decodeID(raw json.RawMessage) (json.RawMessage, *Error) {
 	if raw == nil {
 		return nil, nil
 	}
-	raw = bytes.TrimSpace(raw)
+	raw = trimJSONSpace(raw)
 	switch {
 	case len(raw) > 0 && raw[0] == '"':
 		return raw, nil
@@ -128,7 +147,7 @@ func decodeParams(raw json.RawMessage) (json.RawMessage, *Error) {
 	if raw == nil {
 		return nil, nil
 	}
-	raw = bytes.TrimSpace(raw)
+	raw = trimJSONSpace(raw)
 	switch {
 	case bytes.Equal(raw, nullJSON):
 		return nil, nil
@@ -148,7 +167,7 @@ func invalidRequest(msg string) *Error {
 // batch it returns the raw elements. A frame that is not valid JSON yields a
 // parse error.
 func SplitBatch(frame []byte) (elems []json.RawMessage, isBatch bool, perr *Error) {
-	trimmed := bytes.TrimSpace(frame)
+	trimmed := trimJSONSpace(frame)
 	if !json.Valid(trimmed) {
 		return nil, false, &Error{Code: CodeParseError, Message: "parse error: the frame is not valid JSON"}
 	}

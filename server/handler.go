@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wscluster/wscluster/auth"
 	"github.com/wscluster/wscluster/backplane"
 	"github.com/wscluster/wscluster/metrics"
 	"github.com/wscluster/wscluster/rpc"
@@ -51,6 +52,8 @@ type HandlerConfig struct {
 	PingInterval time.Duration
 	// Conn holds the per-connection limits.
 	Conn wsconn.Config
+	// Verifier, if set, requires every client to present a valid token.
+	Verifier *auth.Verifier
 }
 
 // Handler is the WebSocket endpoint. Mount it in any http.ServeMux, attach
@@ -81,6 +84,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = 10 * time.Second
 	}
+	cfg.Conn = cfg.Conn.WithDefaults()
 	h := &Handler{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -118,6 +122,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.acceptingRequest(w, r) {
 		return
 	}
+	identity, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		// The upgrader already answered with an HTTP error.
@@ -125,6 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := h.cfg.IDs.ConnID()
 	c := wsconn.New(id, ws, &h.cfg.Conn, h.log.With("conn", id))
+	c.SetIdentity(identity)
 	if !h.register(c) {
 		c.Close(wsconn.CloseGoingAway, "node shutting down")
 		c.ReadLoop(func([]byte) {})
@@ -155,6 +164,36 @@ func (h *Handler) acceptingRequest(w http.ResponseWriter, r *http.Request) bool 
 	return true
 }
 
+// authenticate verifies the client's token when access control is on. A
+// rejected request gets 401 with the reason; the token itself is never
+// logged.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Identity, bool) {
+	if h.cfg.Verifier == nil {
+		return nil, true
+	}
+	identity, err := h.cfg.Verifier.Verify(tokenFrom(r))
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		h.reject(w, http.StatusUnauthorized, "token", "unauthorized: "+err.Error())
+		h.log.Info("upgrade rejected: token not accepted", "err", err, "remote", r.RemoteAddr)
+		return nil, false
+	}
+	return identity, true
+}
+
+// tokenFrom returns the token of the token query parameter, or else of an
+// Authorization: Bearer header.
+func tokenFrom(r *http.Request) string {
+	if token := r.URL.Query().Get("token"); token != "" {
+		return token
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	return ""
+}
+
 func (h *Handler) reject(w http.ResponseWriter, status int, reason, msg string) {
 	h.cfg.Metrics.UpgradesRejected.WithLabelValues(reason).Inc()
 	h.log.Info("upgrade rejected", "reason", reason, "status", status)
@@ -162,6 +201,12 @@ func (h *Handler) reject(w http.ResponseWriter, status int, reason, msg string) 
 }
 
 func (h *Handler) upgradeError(w http.ResponseWriter, r *http.Request, status int, reason error) {
+	// gorilla/websocket responds with 403 only when checkOrigin returned
+	// false, and checkOrigin already counted and logged that rejection.
+	if status == http.StatusForbidden {
+		http.Error(w, "WebSocket upgrade failed: origin not allowed; list it in --allowed-origins", status)
+		return
+	}
 	h.reject(w, status, "handshake", "WebSocket upgrade failed: "+reason.Error())
 }
 

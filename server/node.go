@@ -78,7 +78,16 @@ func New(cfg config.Node, log *slog.Logger) (*Node, error) {
 		QoS1RetryLimit:    cfg.QoS1RetryLimit,
 	})
 	n.presence = presence.New(presence.Config{NodeID: cfg.NodeID, Backplane: n.bp, Metrics: n.metrics, Logger: log})
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if verifier != nil {
+		log.Info("access control on: clients need a token", "algorithm", verifier.Algorithm())
+	}
+
 	n.ws = NewHandler(HandlerConfig{
+		Verifier:       verifier,
 		IDs:            ids,
 		Metrics:        n.metrics,
 		Logger:         log,
@@ -110,6 +119,9 @@ func (n *Node) routes() *http.ServeMux {
 	mux.HandleFunc("/readyz", n.serveReady)
 	mux.HandleFunc("/cluster", n.serveCluster)
 	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.Registry, promhttp.HandlerOpts{}))
+	if n.cfg.APIKey != "" {
+		mux.Handle("/api/publish", &apiPublisher{key: []byte(n.cfg.APIKey), maxBytes: n.cfg.MaxMessageBytes, pubsub: n.pubsub})
+	}
 	return mux
 }
 

@@ -15,7 +15,9 @@
 // write stays blocked for Config.WriteTimeout, the connection's queue is
 // dropped and it is closed with status 4008 "slow consumer". The server tries
 // to send that close frame for Config.CloseGrace, then drops the connection.
-// Other connections are never held back by a slow one.
+// Other connections are never held back by a slow one. The limits count the
+// frames waiting in the queue; the batch that the writer is writing at the
+// moment is not counted, so a connection buffers up to twice the limits.
 package wsconn
 
 import (
@@ -26,6 +28,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wscluster/wscluster/auth"
 )
 
 // Close status codes used by the server.
@@ -73,7 +77,9 @@ type Config struct {
 	OnBadInput func(c *Conn, code int)
 }
 
-func (c *Config) setDefaults() {
+// WithDefaults returns a copy of c with every zero field set to its
+// default. A Config must pass through it before New uses it.
+func (c Config) WithDefaults() Config {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 65536
 	}
@@ -89,6 +95,7 @@ func (c *Config) setDefaults() {
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = 3 * time.Second
 	}
+	return c
 }
 
 type state uint8
@@ -108,6 +115,9 @@ type Conn struct {
 	nc  net.Conn
 	cfg *Config
 	log *slog.Logger
+	// identity is the client token's permissions, or nil without access
+	// control. It is set before the read loop starts and never changes.
+	identity *auth.Identity
 
 	mu          sync.Mutex
 	queue       [][]byte
@@ -124,9 +134,12 @@ type Conn struct {
 	closeWrittenDone bool
 }
 
-// New wraps an upgraded connection. cfg must outlive the connection.
+// New wraps an upgraded connection. cfg comes from Config.WithDefaults, is
+// shared by many connections and must not change while they live.
 func New(id string, ws *websocket.Conn, cfg *Config, log *slog.Logger) *Conn {
-	cfg.setDefaults()
+	if cfg.MaxMessageBytes <= 0 || cfg.SendQueueLength <= 0 {
+		panic("wsconn: New needs a Config from Config.WithDefaults")
+	}
 	c := &Conn{id: id, ws: ws, nc: ws.NetConn(), cfg: cfg, log: log}
 
 	// Control frames from the client are answered through the send queue,
@@ -136,6 +149,14 @@ func New(id string, ws *websocket.Conn, cfg *Config, log *slog.Logger) *Conn {
 	ws.SetCloseHandler(func(int, string) error { return nil })
 	return c
 }
+
+// SetIdentity records what the client's verified token allows. Call it
+// before ReadLoop.
+func (c *Conn) SetIdentity(id *auth.Identity) { c.identity = id }
+
+// Identity returns what the client's token allows, or nil when access
+// control is off. A nil *auth.Identity allows everything.
+func (c *Conn) Identity() *auth.Identity { return c.identity }
 
 // ID returns the connection id, unique in the cluster.
 func (c *Conn) ID() string { return c.id }
@@ -156,7 +177,11 @@ func (c *Conn) Send(frame []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if len(c.queue) >= c.cfg.SendQueueLength || c.queuedBytes+len(frame) > c.cfg.SendQueueBytes {
+	// An empty queue takes any frame, so that one reply larger than the
+	// byte limit (a big roster) does not close a client that keeps up.
+	full := len(c.queue) >= c.cfg.SendQueueLength ||
+		(len(c.queue) > 0 && c.queuedBytes+len(frame) > c.cfg.SendQueueBytes)
+	if full {
 		c.closeLocked(CloseSlowConsumer, "slow consumer", true)
 		c.mu.Unlock()
 		c.reportSlow()

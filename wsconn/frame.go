@@ -2,6 +2,7 @@ package wsconn
 
 import (
 	"encoding/binary"
+	"unicode/utf8"
 )
 
 // WebSocket opcodes with the FIN bit set (RFC 6455, section 5.2).
@@ -39,10 +40,16 @@ func appendHeader(dst []byte, first byte, n int) []byte {
 }
 
 // closeFrame returns a close frame with a status code and a reason, cut to
-// fit the control frame limit.
+// fit the control frame limit. The cut falls on a character boundary,
+// because RFC 6455 requires the reason to be UTF-8 and clients such as
+// gorilla/websocket fail the connection otherwise.
 func closeFrame(code int, reason string) []byte {
 	if len(reason) > maxControlPayload-2 {
-		reason = reason[:maxControlPayload-2]
+		cut := maxControlPayload - 2
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut]
 	}
 	frame := appendHeader(nil, finClose, 2+len(reason))
 	frame = binary.BigEndian.AppendUint16(frame, uint16(code))

@@ -90,11 +90,31 @@ func (c *Conn) ReadLoop(handle func(msg []byte)) {
 		msg, err := c.readMessage()
 		if err != nil {
 			c.closeAfterRead(err)
+			var badInput *closeRequest
+			if errors.As(err, &badInput) {
+				c.drain()
+			}
 			break
 		}
 		handle(msg)
 	}
 	c.finish()
+}
+
+// drain discards client frames after a bad-input close until the client's
+// close frame, a read error or the close grace deadline that closeLocked
+// set. A socket closed with unread data makes the kernel reset the
+// connection, so the client would get a write error in place of the code.
+func (c *Conn) drain() {
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return
+		}
+	}
 }
 
 func (c *Conn) readMessage() ([]byte, error) {

@@ -23,6 +23,7 @@ Usage:
   wscluster sub [flags]       subscribe and print notifications as JSON lines
   wscluster pub [flags]       publish a message
   wscluster members [flags]   print a channel's presence roster
+  wscluster token [flags]     mint an HS256 client token for local trials
 `
 
 func main() {
@@ -43,6 +44,8 @@ func run(args []string) int {
 		return runSub(args[1:])
 	case "members":
 		return runMembers(args[1:])
+	case "token":
+		return runToken(args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0
