@@ -107,11 +107,8 @@ type joinParams struct {
 
 func decodeJoin(params json.RawMessage) (channel, member string, info json.RawMessage, perr *rpc.Error) {
 	var jp joinParams
-	if params == nil {
-		params = json.RawMessage("{}")
-	}
-	if err := json.Unmarshal(params, &jp); err != nil {
-		return "", "", nil, rpc.Errorf(rpc.CodeInvalidParams, "invalid params: %v", err)
+	if err := rpc.UnmarshalParams(params, &jp); err != nil {
+		return "", "", nil, err
 	}
 	if jp.Channel == nil || jp.Member == nil {
 		return "", "", nil, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: "channel" and "member" are required`)
@@ -130,11 +127,8 @@ func decodeChannel(params json.RawMessage) (string, *rpc.Error) {
 	var cp struct {
 		Channel *string `json:"channel"`
 	}
-	if params == nil {
-		params = json.RawMessage("{}")
-	}
-	if err := json.Unmarshal(params, &cp); err != nil {
-		return "", rpc.Errorf(rpc.CodeInvalidParams, "invalid params: %v", err)
+	if err := rpc.UnmarshalParams(params, &cp); err != nil {
+		return "", err
 	}
 	if cp.Channel == nil {
 		return "", rpc.Errorf(rpc.CodeInvalidParams, `invalid params: missing "channel"`)

@@ -128,7 +128,7 @@ type channelResult struct {
 // decodeChannel reads {"channel"} params and validates the name.
 func decodeChannel(params json.RawMessage) (string, *rpc.Error) {
 	var p channelParams
-	if err := decodeParams(params, &p); err != nil {
+	if err := rpc.UnmarshalParams(params, &p); err != nil {
 		return "", err
 	}
 	if p.Channel == nil {
@@ -148,16 +148,6 @@ func authorize(c *wsconn.Conn, channel string) *rpc.Error {
 	return rpc.Errorf(rpc.CodeNotAuthorized, "not authorized: the token's channels claim does not allow channel %q", channel)
 }
 
-// decodeParams unmarshals an object into v. Absent params decode as {}.
-func decodeParams(params json.RawMessage, v any) *rpc.Error {
-	if params == nil {
-		params = json.RawMessage("{}")
-	}
-	if err := json.Unmarshal(params, v); err != nil {
-		return rpc.Errorf(rpc.CodeInvalidParams, "invalid params: %v", err)
-	}
-	return nil
-}
 
 func (p *PubSub) subscribe(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	channel, perr := decodeChannel(req.Params)
@@ -310,7 +300,7 @@ func (p *PubSub) publish(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 // shares it, so both paths accept exactly the same input.
 func DecodePublish(params json.RawMessage) (backplane.Message, *rpc.Error) {
 	var p publishParams
-	if err := decodeParams(params, &p); err != nil {
+	if err := rpc.UnmarshalParams(params, &p); err != nil {
 		return backplane.Message{}, err
 	}
 	if p.Channel == nil {
@@ -389,7 +379,7 @@ func (p *PubSub) ack(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	var params struct {
 		MsgID *string `json:"msg_id"`
 	}
-	if perr := decodeParams(req.Params, &params); perr != nil {
+	if perr := rpc.UnmarshalParams(req.Params, &params); perr != nil {
 		reply(nil, perr)
 		return
 	}

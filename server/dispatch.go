@@ -23,14 +23,21 @@ func (h *Handler) dispatch(c *wsconn.Conn, msg []byte) {
 	}
 
 	// A batch gets one array with the responses of its requests, or no
-	// frame at all when it held only notifications.
+	// frame at all when it held only notifications. Frames queued while the
+	// batch runs, such as presence events, are held back until the array is
+	// queued, so that they follow the results they come after.
 	var responses [][]byte
+	c.HoldSends()
 	for _, elem := range elems {
 		h.serveRequest(c, elem, func(payload []byte) { responses = append(responses, payload) })
 	}
+	var batch []byte
 	if len(responses) > 0 {
-		h.send(c, joinArray(responses))
+		batch = wsconn.TextFrame(joinArray(responses))
 	}
+	// A failed release means the connection is closing; the reader ends
+	// soon and cleans up.
+	_ = c.ReleaseSends(batch)
 }
 
 // serveRequest decodes one request and routes it to its protocol. Every
@@ -38,9 +45,14 @@ func (h *Handler) dispatch(c *wsconn.Conn, msg []byte) {
 func (h *Handler) serveRequest(c *wsconn.Conn, raw json.RawMessage, sink func([]byte)) {
 	req, rerr, id := rpc.DecodeRequest(raw)
 	if rerr != nil {
+		h.countError(rerr)
+		if rerr.Code == rpc.CodeInvalidParams && id == nil {
+			// A well-formed notification with bad params gets no reply,
+			// like any notification.
+			return
+		}
 		// An invalid request is answered even without an id, with a null
 		// id, because it is not a valid notification either.
-		h.countError(rerr)
 		sink(rpc.EncodeError(id, rerr))
 		return
 	}

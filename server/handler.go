@@ -175,7 +175,6 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Id
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		h.reject(w, http.StatusUnauthorized, "token", "unauthorized: "+err.Error())
-		h.log.Info("upgrade rejected: token not accepted", "err", err, "remote", r.RemoteAddr)
 		return nil, false
 	}
 	return identity, true
@@ -196,7 +195,7 @@ func tokenFrom(r *http.Request) string {
 
 func (h *Handler) reject(w http.ResponseWriter, status int, reason, msg string) {
 	h.cfg.Metrics.UpgradesRejected.WithLabelValues(reason).Inc()
-	h.log.Info("upgrade rejected", "reason", reason, "status", status)
+	h.log.Info("upgrade rejected", "reason", reason, "status", status, "detail", msg)
 	http.Error(w, msg, status)
 }
 

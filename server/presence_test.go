@@ -613,7 +613,6 @@ func TestPresenceEventConsistency(t *testing.T) {
 // batch while another connection joins the same channel. The join result
 // must come before any event that its roster does not reflect.
 func TestJoinInBatchOrdersEventsAfterResult(t *testing.T) {
-	skipKnownBug(t, "the dispatcher holds the responses of a batch until its last element is served, while presence events are queued at once, so an event can overtake the join result that it follows")
 	_, url := startNode(t, func(cfg *config.Node) {
 		cfg.MaxMessageBytes = 4 << 20
 		cfg.SendQueueBytes = 16 << 20

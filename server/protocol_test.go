@@ -732,7 +732,6 @@ func TestBatchOfInvalidElements(t *testing.T) {
 // valid, and the server must not reply to a notification even when its
 // params are rejected.
 func TestPositionalParamsNotificationGetsNoReply(t *testing.T) {
-	skipKnownBug(t, "rpc.DecodeRequest rejects positional params before the dispatcher knows the request is a notification, so it gets a -32602 reply with id null")
 	_, url := startNode(t, nil)
 	ws := dialRaw(t, url)
 
@@ -744,7 +743,6 @@ func TestPositionalParamsNotificationGetsNoReply(t *testing.T) {
 // TestConcurrentFirstDials opens the first connections of a node at the
 // same time. Run it with -race: the connections share one wsconn.Config.
 func TestConcurrentFirstDials(t *testing.T) {
-	skipKnownBug(t, "wsconn.New writes the defaults into the wsconn.Config shared by all connections, a data race between the first connections of a node")
 	_, url := startColdNode(t, nil)
 
 	// The dials run in parallel so that the server sets the connections
@@ -781,7 +779,6 @@ func TestConcurrentFirstDials(t *testing.T) {
 // TestParamsMemberNamesAreCaseSensitive checks that params members match by
 // exact name, as JSON object member names are case-sensitive.
 func TestParamsMemberNamesAreCaseSensitive(t *testing.T) {
-	skipKnownBug(t, "pubsub and presence decode params with encoding/json, which matches struct fields case-insensitively, so \"CHANNEL\" is taken as \"channel\" and a later \"Channel\" overrides it")
 	_, url := startNode(t, nil)
 	ws := dialRaw(t, url)
 

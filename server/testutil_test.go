@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,20 +25,6 @@ import (
 // waitTimeout bounds every wait for an expected frame, close or metric.
 const waitTimeout = 5 * time.Second
 
-// knownBugsVariable enables the tests of known server bugs, which are
-// skipped by default so that the rest of the suite stays green.
-const knownBugsVariable = "WSCLUSTER_KNOWN_BUGS"
-
-// skipKnownBug skips a test that reproduces a known server bug unless
-// WSCLUSTER_KNOWN_BUGS=1. Delete the call once the bug is fixed.
-func skipKnownBug(t *testing.T, bug string) {
-	t.Helper()
-
-	if os.Getenv(knownBugsVariable) != "1" {
-		t.Skipf("known bug, set %s=1 to run: %s", knownBugsVariable, bug)
-	}
-}
-
 // startNode starts a node with node id "n1" behind an httptest server on
 // loopback and returns it with the URL of its /ws endpoint. mutate, if not
 // nil, changes the default configuration first, for example to shorten
@@ -48,9 +33,7 @@ func skipKnownBug(t *testing.T, bug string) {
 func startNode(t *testing.T, mutate func(*config.Node)) (*server.Node, string) {
 	t.Helper()
 
-	node, wsURL := startColdNode(t, mutate)
-	warmUp(t, wsURL)
-	return node, wsURL
+	return startColdNode(t, mutate)
 }
 
 // startColdNode is startNode without the warm-up connection.
@@ -76,22 +59,6 @@ func startColdNode(t *testing.T, mutate func(*config.Node)) (*server.Node, strin
 	})
 
 	return node, "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
-}
-
-// warmUp opens one connection and completes a request on it, then closes it.
-//
-// NOTE: wsconn.New fills in the defaults of the wsconn.Config that all
-// connections of a Handler share, so the first connections of a node write
-// it concurrently and the race detector reports it. After one connection
-// has been served, the defaults are set and later connections only read
-// them. Remove this once the Handler sets the defaults once, before serving;
-// TestConcurrentFirstDials covers the race.
-func warmUp(t *testing.T, wsURL string) {
-	t.Helper()
-
-	ws := dialRaw(t, wsURL)
-	flush(t, ws)
-	require.NoError(t, ws.Close())
 }
 
 // httpURL returns the URL of an operational endpoint, such as "/metrics", of

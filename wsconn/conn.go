@@ -119,8 +119,12 @@ type Conn struct {
 	// control. It is set before the read loop starts and never changes.
 	identity *auth.Identity
 
-	mu          sync.Mutex
-	queue       [][]byte
+	mu    sync.Mutex
+	queue [][]byte
+	// held collects the frames sent between HoldSends and ReleaseSends.
+	held        [][]byte
+	heldBytes   int
+	holding     bool
 	queuedBytes int
 	writing     bool
 	state       state
@@ -179,18 +183,53 @@ func (c *Conn) Send(frame []byte) error {
 	}
 	// An empty queue takes any frame, so that one reply larger than the
 	// byte limit (a big roster) does not close a client that keeps up.
-	full := len(c.queue) >= c.cfg.SendQueueLength ||
-		(len(c.queue) > 0 && c.queuedBytes+len(frame) > c.cfg.SendQueueBytes)
+	waiting := len(c.queue) + len(c.held)
+	full := waiting >= c.cfg.SendQueueLength ||
+		(waiting > 0 && c.queuedBytes+len(frame) > c.cfg.SendQueueBytes)
 	if full {
 		c.closeLocked(CloseSlowConsumer, "slow consumer", true)
 		c.mu.Unlock()
 		c.reportSlow()
 		return ErrSlowConsumer
 	}
-	c.queue = append(c.queue, frame)
 	c.queuedBytes += len(frame)
-	c.startWriterLocked()
+	if c.holding {
+		c.held = append(c.held, frame)
+		c.heldBytes += len(frame)
+	} else {
+		c.queue = append(c.queue, frame)
+		c.startWriterLocked()
+	}
 	c.mu.Unlock()
+	return nil
+}
+
+// HoldSends makes later Sends wait, counted against the queue limits, until
+// ReleaseSends. Only the reader goroutine calls it, around a JSON-RPC batch.
+func (c *Conn) HoldSends() {
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+}
+
+// ReleaseSends queues first, if not nil, then the frames held since
+// HoldSends, in order. It returns ErrClosed when the connection is closing.
+func (c *Conn) ReleaseSends(first []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := c.held
+	c.held, c.heldBytes, c.holding = nil, 0, false
+	if c.state != stateOpen {
+		return ErrClosed
+	}
+	if first != nil {
+		c.queue = append(c.queue, first)
+		c.queuedBytes += len(first)
+	}
+	c.queue = append(c.queue, held...)
+	if len(c.queue) > 0 {
+		c.startWriterLocked()
+	}
 	return nil
 }
 
@@ -232,7 +271,7 @@ func (c *Conn) closeLocked(code int, reason string, discardQueue bool) bool {
 	c.closeFrame = closeFrame(code, reason)
 	c.closeWritten = make(chan struct{})
 	if discardQueue {
-		c.queue = nil
+		c.queue, c.held = nil, nil
 		c.queuedBytes = 0
 	}
 

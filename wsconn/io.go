@@ -17,7 +17,7 @@ func (c *Conn) writeLoop() {
 		c.mu.Lock()
 		batch := c.queue
 		c.queue = nil
-		c.queuedBytes = 0
+		c.queuedBytes = c.heldBytes
 		closing := c.state == stateClosing
 		var closeFrame []byte
 		if len(batch) == 0 && closing && c.closeFrame != nil {

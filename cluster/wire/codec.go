@@ -192,6 +192,7 @@ func Decode(b []byte) (*Envelope, error) {
 	// The envelope must fill b exactly, because a frame or a Pub/Sub
 	// message carries exactly one envelope.
 	if d.err == nil && d.off != len(d.buf) {
+		d.start = d.off
 		d.failf("%d trailing bytes", len(d.buf)-d.off)
 	}
 	if d.err != nil {
@@ -206,12 +207,14 @@ func Decode(b []byte) (*Envelope, error) {
 type decoder struct {
 	buf []byte
 	off int
-	err error
+	// start is the offset of the field read last, which errors report.
+	start int
+	err   error
 }
 
 func (d *decoder) failf(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s at byte %d", ErrMalformed, fmt.Sprintf(format, args...), d.off)
+		d.err = fmt.Errorf("%w: %s at offset %d", ErrMalformed, fmt.Sprintf(format, args...), d.start)
 	}
 }
 
@@ -332,6 +335,7 @@ func (d *decoder) byte(field string) byte {
 	if d.err != nil {
 		return 0
 	}
+	d.start = d.off
 	if d.off >= len(d.buf) {
 		d.failf("truncated %s", field)
 		return 0
@@ -354,6 +358,7 @@ func (d *decoder) uvarintOf(field, suffix string) uint64 {
 	if d.err != nil {
 		return 0
 	}
+	d.start = d.off
 	v, n := binary.Uvarint(d.buf[d.off:])
 	switch {
 	case n == 0:

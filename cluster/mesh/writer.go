@@ -1,0 +1,151 @@
+package mesh
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/wscluster/wscluster/cluster/wire"
+)
+
+// closeFlushTimeout bounds how long Close waits for the links to write what
+// is queued.
+const closeFlushTimeout = time.Second
+
+// writeLoop writes queued envelopes in batches: each wake-up takes the
+// whole queue, encodes it into one reused buffer and writes it with one
+// call. An idle link gets a keepalive every heartbeat interval.
+func (l *link) writeLoop() {
+	defer l.t.wg.Done()
+	ticker := time.NewTicker(l.t.cfg.HeartbeatInterval)
+	defer ticker.Stop()
+
+	var buf []byte
+	var batch []*wire.Envelope
+	wrote := false
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-ticker.C:
+			if !wrote {
+				if err := l.write(make([]byte, frameHeaderSize)); err != nil {
+					l.close(fmt.Errorf("write keepalive: %w", err))
+					return
+				}
+			}
+			wrote = false
+			continue
+		case <-l.notify:
+		}
+
+		// Swap the queue with the emptied batch slice, so both are reused.
+		l.mu.Lock()
+		batch, l.queue = l.queue, batch[:0]
+		draining := l.draining
+		l.mu.Unlock()
+
+		var err error
+		buf, err = l.writeBatch(buf, batch)
+		clear(batch)
+		if err != nil {
+			l.close(fmt.Errorf("write: %w", err))
+			return
+		}
+		wrote = wrote || len(batch) > 0
+		if draining && l.queueEmpty() {
+			l.flushOnce.Do(func() { close(l.flushed) })
+		}
+	}
+}
+
+// writeBatch encodes and writes batch, in several writes only when it
+// exceeds maxBatchBytes. It returns the buffer for reuse.
+func (l *link) writeBatch(buf []byte, batch []*wire.Envelope) ([]byte, error) {
+	var counts [kindSlots]int
+	buf = buf[:0]
+	for _, env := range batch {
+		start := len(buf)
+		buf = append(buf, 0, 0, 0, 0)
+		buf = wire.Append(buf, env)
+		size := len(buf) - start - frameHeaderSize
+
+		// The peer would drop the link for an oversized frame, and the
+		// replay would send the envelope again, so it is dropped here.
+		if size > l.t.cfg.MaxFrameBytes {
+			buf = buf[:start]
+			l.log.Error("envelope not sent", "kind", env.Kind.String(), "error",
+				fmt.Errorf("%w: %d bytes, max %d", errTooLarge, size, l.t.cfg.MaxFrameBytes))
+			continue
+		}
+		binary.BigEndian.PutUint32(buf[start:], uint32(size))
+		if int(env.Kind) < kindSlots {
+			counts[env.Kind]++
+		} else {
+			l.counter(&l.sent, l.t.metrics.PeerEnvelopesSent, env.Kind).Inc()
+		}
+
+		if len(buf) >= maxBatchBytes {
+			if err := l.write(buf); err != nil {
+				return buf, err
+			}
+			buf = buf[:0]
+		}
+	}
+	if len(buf) > 0 {
+		if err := l.write(buf); err != nil {
+			return buf, err
+		}
+	}
+
+	// Count after the write, so the counters show what left this node.
+	for kind, n := range counts {
+		if n > 0 {
+			l.counter(&l.sent, l.t.metrics.PeerEnvelopesSent, wire.Kind(kind)).Add(float64(n))
+		}
+	}
+	if cap(buf) > maxRetainedBuffer {
+		buf = nil
+	}
+	return buf, nil
+}
+
+// write writes b within the dead-link timeout, so a peer that stopped
+// reading cannot block the writer for longer.
+func (l *link) write(b []byte) error {
+	_ = l.conn.SetWriteDeadline(time.Now().Add(l.t.linkIdle))
+	_, err := l.conn.Write(b)
+	return err
+}
+
+func (l *link) queueEmpty() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue) == 0
+}
+
+// startDrain asks the writer to report when the queue is written.
+func (l *link) startDrain() {
+	l.mu.Lock()
+	l.draining = true
+	l.mu.Unlock()
+	signal(l.notify)
+}
+
+// flushLinks lets every link write its queue, waiting up to timeout in
+// total.
+func flushLinks(links []*link, timeout time.Duration) {
+	for _, l := range links {
+		l.startDrain()
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for _, l := range links {
+		select {
+		case <-l.flushed:
+		case <-l.done:
+		case <-timer.C:
+			return
+		}
+	}
+}
