@@ -47,6 +47,12 @@ type Node struct {
 	// ClusterSecret is the mesh secret every peer must prove it knows; empty means an open mesh.
 	ClusterSecret string
 
+	// ClusterTLSCert, ClusterTLSKey and ClusterTLSCA are PEM files for
+	// mutual TLS on mesh links: all three, or none for plain TCP.
+	ClusterTLSCert string
+	ClusterTLSKey  string
+	ClusterTLSCA   string
+
 	// RedisAddr is the host:port of the Redis server.
 	RedisAddr string
 	// RedisUsername is the Redis ACL user name; empty means the default user.
@@ -171,6 +177,9 @@ func (n Node) LogValue() slog.Value {
 		slog.Any("peers", n.Peers),
 		slog.Bool("peer_exchange", n.PeerExchange),
 		slog.String("cluster_secret", redact(n.ClusterSecret)),
+		slog.String("cluster_tls_cert", n.ClusterTLSCert),
+		slog.String("cluster_tls_key", n.ClusterTLSKey),
+		slog.String("cluster_tls_ca", n.ClusterTLSCA),
 		slog.String("redis_addr", n.RedisAddr),
 		slog.String("redis_username", n.RedisUsername),
 		slog.String("redis_password", redact(n.RedisPassword)),

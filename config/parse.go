@@ -207,6 +207,24 @@ func checkCombinations(n Node, explicit sources) error {
 			fmt.Errorf("want a duration less than --peer-timeout, which is %s", n.PeerTimeout))
 	}
 
+	set := 0
+	for _, file := range []string{n.ClusterTLSCert, n.ClusterTLSKey, n.ClusterTLSCA} {
+		if file != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		name := "cluster-tls-cert"
+		if n.ClusterTLSCert != "" {
+			name = "cluster-tls-key"
+			if n.ClusterTLSKey != "" {
+				name = "cluster-tls-ca"
+			}
+		}
+		return explicit.conflictError(name, n,
+			errors.New("want all three of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca, or none"))
+	}
+
 	if n.TokenHMACSecret != "" && n.TokenPublicKey != "" {
 		return explicit.conflictError("token-public-key", n,
 			errors.New("want only one of --token-hmac-secret and --token-public-key, because a node verifies tokens with one key"))

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,6 +47,8 @@ type Node struct {
 	presence *presence.Presence
 	ws       *Handler
 	mux      *http.ServeMux
+	engine   *engine
+	started  atomic.Bool
 }
 
 // New assembles a node from cfg. It returns an error wrapping
@@ -60,14 +63,12 @@ func New(cfg config.Node, log *slog.Logger) (*Node, error) {
 
 	// The backplane comes first, because both protocols hand it their
 	// traffic.
-	switch cfg.Engine {
-	case "none", "":
-		n.bp = backplane.NewLocal(ids)
-	default:
-		// TODO: the mesh and redis engines plug in here through the same
-		// backplane.Backplane interface once they exist.
-		return nil, fmt.Errorf("--engine %s: %w in this build; use --engine none", cfg.Engine, ErrEngineUnavailable)
+	eng, err := newEngine(cfg, ids, n.metrics, log)
+	if err != nil {
+		return nil, err
 	}
+	n.engine = eng
+	n.bp = eng.Backplane
 
 	n.pubsub = pubsub.New(pubsub.Config{
 		Backplane:         n.bp,
@@ -105,6 +106,8 @@ func New(cfg config.Node, log *slog.Logger) (*Node, error) {
 	})
 	n.ws.Attach(n.pubsub)
 	n.ws.Attach(n.presence)
+	eng.attach(n.pubsub)
+	eng.attach(n.presence)
 	n.mux = n.routes()
 	return n, nil
 }
@@ -184,10 +187,28 @@ func (n *Node) Presence() *presence.Presence { return n.presence }
 // Metrics returns the node's collectors.
 func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 
-// Shutdown closes every client connection with 1001 and waits for them, or
-// for ctx. It is safe to call twice.
+// Start starts the backplane engine: the mesh listens and dials its peers.
+// Serve calls it; an application that mounts Handler itself calls it once
+// before serving.
+func (n *Node) Start() error {
+	if !n.started.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := n.engine.start(); err != nil {
+		return fmt.Errorf("start --engine %s: %w", n.cfg.Engine, err)
+	}
+	return nil
+}
+
+// Shutdown tells the peers this node is leaving, closes every client
+// connection with 1001 and waits for them, or for ctx. It is safe to call
+// twice.
 func (n *Node) Shutdown(ctx context.Context) error {
-	return n.ws.Shutdown(ctx)
+	err := n.ws.Shutdown(ctx)
+	if closeErr := n.engine.close(); closeErr != nil && err == nil {
+		err = closeErr
+	}
+	return err
 }
 
 // Run serves on cfg.Listen until ctx ends, then shuts down gracefully: it
@@ -203,6 +224,9 @@ func (n *Node) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller opened.
 func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
+	if err := n.Start(); err != nil {
+		return err
+	}
 	srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -218,8 +242,12 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 
-	// New connections stop first, then the open ones are closed.
+	// New connections stop first, then the peers hear that this node
+	// leaves, then the open clients are closed.
 	_ = srv.Shutdown(shutdownCtx)
+	if err := n.engine.close(); err != nil {
+		n.log.Warn("closing the backplane failed", "err", err)
+	}
 	err := n.ws.Shutdown(shutdownCtx)
 	if err != nil {
 		n.log.Warn("clients still open at the shutdown deadline", "open", n.ws.ConnectionCount(), "err", err)

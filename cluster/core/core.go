@@ -119,9 +119,10 @@ func (n *Node) effect(e Effect) {
 func (n *Node) Publish(now time.Time, msg backplane.Message) {
 	n.seq++
 	n.replay.add(replayItem{seq: n.seq, at: now, msg: msg})
+	env := &wire.Envelope{Kind: wire.KindPublish, Seq: n.seq, Message: msg}
 	for _, id := range n.sortedPeerIDs() {
 		if n.peers[id].streaming {
-			n.send(id, &wire.Envelope{Kind: wire.KindPublish, Seq: n.seq, Message: msg})
+			n.send(id, env)
 		}
 	}
 }
@@ -136,9 +137,10 @@ func (n *Node) PresenceChanged(delta backplane.PresenceDelta) {
 	} else {
 		delete(n.local, key)
 	}
+	env := &wire.Envelope{Kind: wire.KindPresence, Deltas: []backplane.PresenceDelta{delta}}
 	for _, id := range n.sortedPeerIDs() {
 		if n.peers[id].linked {
-			n.send(id, &wire.Envelope{Kind: wire.KindPresence, Deltas: []backplane.PresenceDelta{delta}})
+			n.send(id, env)
 		}
 	}
 }
@@ -146,9 +148,10 @@ func (n *Node) PresenceChanged(delta backplane.PresenceDelta) {
 // Leave tells every linked peer that this node is shutting down, so they
 // purge its presence entries at once.
 func (n *Node) Leave() {
+	env := &wire.Envelope{Kind: wire.KindLeave}
 	for _, id := range n.sortedPeerIDs() {
 		if n.peers[id].linked {
-			n.send(id, &wire.Envelope{Kind: wire.KindLeave})
+			n.send(id, env)
 		}
 	}
 }
@@ -159,9 +162,10 @@ func (n *Node) Leave() {
 func (n *Node) Tick(now time.Time) {
 	if !now.Before(n.nextHeartbeat) {
 		n.nextHeartbeat = now.Add(n.cfg.HeartbeatInterval)
+		env := &wire.Envelope{Kind: wire.KindHeartbeat}
 		for _, id := range n.sortedPeerIDs() {
 			if n.peers[id].linked {
-				n.send(id, &wire.Envelope{Kind: wire.KindHeartbeat})
+				n.send(id, env)
 			}
 		}
 	}

@@ -48,7 +48,9 @@ type Effect struct {
 	Entries []backplane.PresenceEntry
 }
 
-// Send is one envelope for one peer.
+// Send is one envelope for one peer. An envelope meant for every peer is one
+// shared *wire.Envelope in several Sends, so a broadcast backplane can send
+// it once; receivers must not modify envelopes.
 type Send struct {
 	To       string
 	Envelope *wire.Envelope

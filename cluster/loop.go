@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/wscluster/wscluster/cluster/core"
+)
+
+// submit queues in for the loop. The queue is unbounded, so callers that
+// hold locks of their own, like the presence protocol, never wait here. It
+// returns false after Close.
+func (c *Cluster) submit(in input) bool {
+	select {
+	case <-c.stop:
+		return false
+	default:
+	}
+	c.inboxMu.Lock()
+	c.inbox = append(c.inbox, in)
+	c.inboxMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// loop is the one goroutine that drives the core: local inputs, transport
+// events and ticks, each followed by carrying out the core's output.
+func (c *Cluster) loop() {
+	defer close(c.done)
+	tick := time.NewTicker(c.tickInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			c.runInbox()
+			return
+		case <-c.wake:
+			c.runInbox()
+		case ev := <-c.events:
+			c.handleEvent(ev)
+		case now := <-tick.C:
+			c.node.Tick(now)
+		}
+		c.carryOut()
+	}
+}
+
+// tickInterval is a quarter heartbeat, so a silent peer is declared down
+// within the peer timeout plus a quarter heartbeat.
+func (c *Cluster) tickInterval() time.Duration {
+	interval := c.cfg.HeartbeatInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	return max(interval/4, 10*time.Millisecond)
+}
+
+func (c *Cluster) runInbox() {
+	c.inboxMu.Lock()
+	inputs := c.inbox
+	c.inbox = nil
+	c.inboxMu.Unlock()
+	now := time.Now()
+	for _, in := range inputs {
+		in(now)
+	}
+}
+
+func (c *Cluster) handleEvent(ev TransportEvent) {
+	now := time.Now()
+	switch ev.Kind {
+	case EventLinkUp:
+		c.log.Info("peer link up", "peer", ev.Peer, "incarnation", ev.Incarnation)
+		c.node.LinkUp(now, ev.Peer, ev.Incarnation, ev.Link)
+	case EventLinkDown:
+		c.log.Info("peer link down", "peer", ev.Peer)
+		c.node.LinkDown(ev.Peer, ev.Link)
+	case EventEnvelope:
+		c.cfg.Metrics.PeerEnvelopesReceived.WithLabelValues(ev.Peer, ev.Envelope.Kind.String()).Inc()
+		c.node.Receive(now, ev.Peer, ev.Link, ev.Envelope)
+	}
+}
+
+// carryOut sends the core's envelopes, applies its effects in order and
+// counts its counters.
+func (c *Cluster) carryOut() {
+	out := c.node.Drain()
+	for _, s := range out.Sends {
+		if c.cfg.Transport.Send(s.To, s.Envelope) {
+			c.cfg.Metrics.PeerEnvelopesSent.WithLabelValues(s.To, s.Envelope.Kind.String()).Inc()
+		}
+	}
+	for _, e := range out.Effects {
+		c.apply(e)
+	}
+	c.count(out.Counters)
+	c.updateReady()
+}
+
+func (c *Cluster) apply(e core.Effect) {
+	switch e.Kind {
+	case core.EffectDeliver:
+		if c.messages != nil {
+			c.messages.Deliver(e.Message)
+		}
+	case core.EffectApplyPresence:
+		if c.presence != nil {
+			c.presence.ApplyRemote(e.Node, e.Deltas)
+		}
+	case core.EffectSyncPresence:
+		if c.presence != nil {
+			c.presence.SyncNode(e.Node, e.Entries)
+		}
+	case core.EffectPeerUp:
+		c.peerEvent("up", e.Node)
+	case core.EffectPeerDown:
+		c.peerEvent("down", e.Node)
+	}
+}
+
+func (c *Cluster) peerEvent(event, peer string) {
+	c.cfg.Metrics.PeerEvents.WithLabelValues(event).Inc()
+	c.callbacksMu.Lock()
+	callbacks := c.onUp
+	if event == "down" {
+		callbacks = c.onDown
+	}
+	callbacks = append([]func(string){}, callbacks...)
+	c.callbacksMu.Unlock()
+
+	if event == "down" {
+		c.log.Warn("peer down: its presence members are purged", "peer", peer)
+	} else {
+		c.log.Info("peer up", "peer", peer)
+	}
+	for _, f := range callbacks {
+		f(peer)
+	}
+}
+
+func (c *Cluster) count(k core.Counters) {
+	m := c.cfg.Metrics
+	m.DuplicatesDropped.Add(float64(k.DuplicatesDropped))
+	m.ReplayRequests.Add(float64(k.ReplayRequests))
+	m.MessagesReplayed.Add(float64(k.MessagesReplayed))
+	m.PresenceSyncEntries.WithLabelValues("sent").Add(float64(k.SyncEntriesSent))
+	m.PresenceSyncEntries.WithLabelValues("received").Add(float64(k.SyncEntriesReceived))
+	if k.ReplayLosses > 0 {
+		m.ReplayLosses.Add(float64(k.ReplayLosses))
+		c.log.Warn("publishes lost: a peer missed more than the replay buffer holds", "lost", k.ReplayLosses)
+	}
+}
+
+func (c *Cluster) updateReady() {
+	alive := c.node.AlivePeerCount()
+	c.connected.Store(int64(alive))
+	c.ready.Store(c.cfg.Transport.KnownAddrCount() == 0 || alive > 0)
+}
