@@ -89,8 +89,9 @@ type Config struct {
 	// Defaults 65536 messages and 60s.
 	ReplayMaxMessages int
 	ReplayMaxAge      time.Duration
-	// LeaveGrace is how long Close waits for the leave envelope to go out
-	// before it closes the transport. Default 200ms.
+	// LeaveGrace is how long Close waits, once the leave envelope is
+	// handed to the transport, before it closes the transport. Default
+	// 200ms.
 	LeaveGrace time.Duration
 }
 
@@ -200,10 +201,13 @@ func (c *Cluster) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		if c.started.Load() {
+			// The loop sends the leave and stops at once. A heartbeat or
+			// a sync after the leave would make the peers count this node
+			// alive again and keep its members until the peer timeout.
 			c.submit(func(time.Time) { c.node.Leave() })
-			time.Sleep(c.cfg.LeaveGrace)
 			close(c.stop)
 			<-c.done
+			time.Sleep(c.cfg.LeaveGrace)
 		}
 		err = c.cfg.Transport.Close()
 	})

@@ -34,7 +34,10 @@ func (c *Cluster) loop() {
 	for {
 		select {
 		case <-c.stop:
+			// The last inputs, such as the leave from Close, still go
+			// out; nothing after them does.
 			c.runInbox()
+			c.carryOut()
 			return
 		case <-c.wake:
 			c.runInbox()

@@ -21,6 +21,11 @@ type peer struct {
 	// streaming is set once the peer's Hello arrived on the current link:
 	// from then on publishes flow to it live.
 	streaming bool
+	// helloSeen is set once the peer's Hello arrived on the current link.
+	// A publish or presence envelope before it was sent before the peer
+	// saw the link come up, and the peer's replay and sync that follow the
+	// Hello cover it, so it is dropped.
+	helloSeen bool
 	// alive is whether the peer was heard within PeerTimeout.
 	alive     bool
 	lastHeard time.Time
@@ -94,7 +99,7 @@ func (n *Node) LinkUp(now time.Time, id string, incarnation, link uint64) {
 		p.lastSeq, p.abandonedID = 0, 0
 	}
 	p.incarnation = incarnation
-	p.link, p.linked, p.linkedAt, p.streaming = link, true, now, false
+	p.link, p.linked, p.linkedAt, p.streaming, p.helloSeen = link, true, now, false, false
 	p.awaitingSync, p.syncExpected, p.pending = true, true, nil
 	n.markHeard(now, p)
 
@@ -168,9 +173,13 @@ func (n *Node) Receive(now time.Time, from string, link uint64, env *wire.Envelo
 		return
 	}
 	n.markHeard(now, p)
+	if !p.helloSeen && env.Kind != wire.KindHello && env.Kind != wire.KindHeartbeat && env.Kind != wire.KindSyncRequest {
+		return
+	}
 
 	switch env.Kind {
 	case wire.KindHello:
+		p.helloSeen = true
 		n.resume(p, env)
 	case wire.KindPublish:
 		n.receivePublish(p, env)

@@ -39,7 +39,7 @@ type addrEntry struct {
 	// serverName is the host a dialer verifies in the TLS certificate:
 	// the name from Peers, not the address it resolved to.
 	serverName string
-	refs       int  // Peers entries that resolve to addr; configured if > 0
+	refs       int  // Peers entries that resolve to addr, configured if > 0
 	learned    bool // from a peer's hello or peer list
 	self       bool // a handshake showed this node is there
 	node       string
@@ -100,7 +100,7 @@ func (t *Transport) hasDNSPeers() bool {
 	return false
 }
 
-// addLiteralPeersLocked adds the Peers entries that are IP addresses;
+// addLiteralPeersLocked adds the Peers entries that are IP addresses.
 // resolveLoop adds the others.
 func (t *Transport) addLiteralPeersLocked() {
 	for _, e := range t.entries {
@@ -120,7 +120,8 @@ func (t *Transport) addConfiguredLocked(addr, serverName string) bool {
 }
 
 // dropConfiguredLocked removes one reference from Peers to addr, and the
-// address unless a peer told it. It returns true when addr left the book.
+// address itself unless it was also learned. It returns true when addr
+// left the book.
 func (t *Transport) dropConfiguredLocked(addr string) bool {
 	e := t.book[addr]
 	if e == nil {
@@ -172,7 +173,9 @@ func (t *Transport) learnLocked(addr string, log *slog.Logger) {
 		return
 	}
 	if len(t.book) >= maxKnownAddrs {
-		log.Warn("ignoring learned address: address book full", "addr", addr, "max", maxKnownAddrs)
+		if ok, suppressed := t.rejects.allow("address_book_full", time.Now()); ok {
+			log.Warn("ignoring learned address: address book full", "addr", addr, "max", maxKnownAddrs, "suppressed_since_last", suppressed)
+		}
 		return
 	}
 	e, _ := t.entryLocked(addr)
@@ -289,7 +292,7 @@ func (t *Transport) resolveLoop() {
 }
 
 // resolveAll looks up every DNS name of Peers and updates the book. It
-// returns false when a lookup failed; the addresses of that name stay as
+// returns false when a lookup failed, and the addresses of that name stay as
 // they were. A name that does not exist has no addresses.
 func (t *Transport) resolveAll(failures []int) bool {
 	ok := true
@@ -308,7 +311,7 @@ func (t *Transport) resolveAll(failures []int) bool {
 			ok = false
 			failures[i]++
 			if failures[i] == 1 {
-				t.log.Warn("peer name lookup failed; retrying", "host", entry.host, "error", err)
+				t.log.Warn("peer name lookup failed, retrying", "host", entry.host, "error", err)
 			}
 			continue
 		}
@@ -342,7 +345,7 @@ func (t *Transport) setResolved(i int, entry peerEntry, hosts []string) {
 	for addr := range old {
 		if !now[addr] && t.dropConfiguredLocked(addr) {
 			signal(t.bookChanged)
-			t.log.Info("peer address left DNS; no longer dialed", "host", entry.host, "addr", addr)
+			t.log.Info("peer address left DNS, no longer dialed", "host", entry.host, "addr", addr)
 		}
 	}
 	t.resolved[i] = now

@@ -11,7 +11,7 @@ import (
 
 // Connection limits and delays.
 const (
-	// maxPendingHandshakes bounds concurrent inbound handshakes; more
+	// maxPendingHandshakes bounds concurrent inbound handshakes. More
 	// connections are closed at once.
 	maxPendingHandshakes = 64
 	// reconnectBaseDelay is the first step of the redial backoff.
@@ -34,7 +34,7 @@ func (t *Transport) acceptLoop() {
 			// Errors such as running out of file descriptors pass, so
 			// retry after a growing pause, as net/http does.
 			delay = min(max(2*delay, 5*time.Millisecond), maxAcceptDelay)
-			t.log.Error("accepting a peer connection failed; retrying", "error", err, "retry_in", delay)
+			t.log.Error("accepting a peer connection failed, retrying", "error", err, "retry_in", delay)
 			select {
 			case <-time.After(delay):
 			case <-t.ctx.Done():
@@ -137,7 +137,7 @@ func (t *Transport) dial(addr, serverName string) {
 	conn, err := t.dialConn(addr)
 	if err != nil {
 		if failures := t.finishDial(addr, "", err); failures == 1 {
-			t.log.Warn("dialing peer failed; retrying with backoff", "addr", addr, "error", err)
+			t.log.Warn("dialing peer failed, retrying with backoff", "addr", addr, "error", err)
 		} else {
 			t.log.Debug("dialing peer failed", "addr", addr, "error", err, "failures", failures)
 		}
@@ -207,7 +207,7 @@ func (t *Transport) finishDial(addr, peer string, err error) int {
 	case errors.Is(err, errSelf):
 		e.self = true
 		signal(t.bookChanged)
-		t.log.Info("peer address leads to this node; not dialing it again", "addr", addr)
+		t.log.Info("peer address leads to this node, not dialing it again", "addr", addr)
 		return 0
 	}
 

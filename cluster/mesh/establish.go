@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -44,7 +46,8 @@ func (t *Transport) establish(raw net.Conn, r role, dialAddr, serverName string)
 	log = log.With("peer", h.peer.nodeID)
 
 	// Both sides must accept the link. This side reserves the peer's slot
-	// before it answers, so that it never accepts two links at once.
+	// before it sends its verdict, so that it never accepts two links at
+	// once.
 	l := t.newLink(raw, conn, h.peer, dialAddr)
 	reserveErr := t.reserve(l)
 	remote, err := h.exchangeVerdicts(verdictFor(reserveErr))
@@ -92,7 +95,7 @@ func (t *Transport) secureConn(raw net.Conn, r role, serverName string) (net.Con
 		conn = tls.Client(raw, cfg)
 	}
 	if err := conn.HandshakeContext(t.ctx); err != nil {
-		return nil, fmt.Errorf("tls handshake: %w", err)
+		return nil, fmt.Errorf("%w: %w", errTLSHandshake, err)
 	}
 	return conn, nil
 }
@@ -204,19 +207,38 @@ func (t *Transport) handshakeFailed(log *slog.Logger, err error) error {
 // handshakeRejectReason returns the reject reason of a handshake error, or
 // "" for an outcome that is not a rejection.
 func handshakeRejectReason(err error) string {
-	var alert tls.AlertError
-	var verify *tls.CertificateVerificationError
 	switch {
 	case errors.Is(err, errSelf), errors.Is(err, errDuplicateLink), errors.Is(err, errPeerClosing), errors.Is(err, ErrClosed):
 		return ""
 	case errors.Is(err, errDuplicateID):
 		return reasonDuplicateID
-	case errors.Is(err, errAuth), errors.As(err, &alert), errors.As(err, &verify):
+	case errors.Is(err, errAuth), isTLSAuthError(err):
 		return reasonAuth
 	case errors.Is(err, errVersion):
 		return reasonVersion
 	}
 	return reasonHandshake
+}
+
+// isTLSAuthError reports whether err is a failed TLS authentication: a
+// TLS handshake that failed while both sides spoke TLS, or an alert from
+// the peer, which a TLS 1.3 client reads only after its own handshake
+// succeeded. A peer that does not speak TLS, or a connection that broke
+// or timed out, is a failed handshake instead.
+func isTLSAuthError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		return true
+	}
+	if !errors.Is(err, errTLSHandshake) {
+		return false
+	}
+	var header tls.RecordHeaderError
+	var netErr net.Error
+	notTLS := errors.As(err, &header)
+	broken := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &netErr) && netErr.Timeout())
+	return !notTLS && !broken
 }
 
 // logReject logs a rejected link. Repeats of one reason within

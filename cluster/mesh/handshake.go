@@ -36,6 +36,7 @@ var (
 	errInvalidNodeID = errors.New("invalid node id: want 1-64 of [A-Za-z0-9._-]")
 	errInvalidAddr   = errors.New("invalid advertised address: want host:port")
 	errAuth          = errors.New("peer failed to prove it knows the cluster secret")
+	errTLSHandshake  = errors.New("tls handshake failed")
 	errBadVerdict    = errors.New("unknown handshake verdict")
 	errSelf          = errors.New("connected to this node itself")
 	errDuplicateLink = errors.New("another link to this peer is up")
@@ -146,23 +147,30 @@ func (hr *helloReader) next(n int) ([]byte, error) {
 	return hr.raw[start:], nil
 }
 
+// readHead reads the magic and the version. They come first, so that a
+// peer speaking another protocol or version is named as such.
+func (hr *helloReader) readHead() (*hello, error) {
+	head, err := hr.next(len(protocolMagic) + 1)
+	if err != nil {
+		return nil, err
+	}
+	if string(head[:len(protocolMagic)]) != protocolMagic {
+		return nil, fmt.Errorf("%w %q", errBadMagic, head[:len(protocolMagic)])
+	}
+	h := &hello{version: head[len(protocolMagic)]}
+	if h.version != protocolVersion {
+		return nil, fmt.Errorf("%w %d, this node speaks %d", errVersion, h.version, protocolVersion)
+	}
+	return h, nil
+}
+
 // readHello reads and validates the peer's hello. It returns the hello and
 // its raw bytes.
 func readHello(r io.Reader) (*hello, []byte, error) {
 	hr := &helloReader{r: r, raw: make([]byte, 0, 128)}
-
-	// Magic and version come first, so that a peer speaking another
-	// protocol or version is named as such.
-	head, err := hr.next(len(protocolMagic) + 1)
+	h, err := hr.readHead()
 	if err != nil {
 		return nil, nil, err
-	}
-	if string(head[:len(protocolMagic)]) != protocolMagic {
-		return nil, nil, fmt.Errorf("%w %q", errBadMagic, head[:len(protocolMagic)])
-	}
-	h := &hello{version: head[len(protocolMagic)]}
-	if h.version != protocolVersion {
-		return nil, nil, fmt.Errorf("%w %d, this node speaks %d", errVersion, h.version, protocolVersion)
 	}
 
 	// Node id, then incarnation and address length in one read.

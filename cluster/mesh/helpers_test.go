@@ -235,6 +235,7 @@ type proxy struct {
 	target   chan string // holds the target once set
 	accepted atomic.Int32
 	frozen   atomic.Bool
+	refusing atomic.Bool // close new connections at once
 
 	mu       sync.Mutex
 	conns    []net.Conn
@@ -275,6 +276,10 @@ func (p *proxy) accept() {
 
 func (p *proxy) serve(client net.Conn, record bool) {
 	defer p.wg.Done()
+	if p.refusing.Load() {
+		_ = client.Close()
+		return
+	}
 	var target string
 	select {
 	case target = <-p.target:

@@ -43,7 +43,7 @@ const (
 // link's events. Its writer, writeLoop, writes what Send queued.
 type link struct {
 	t      *Transport
-	raw    net.Conn // closed to end the link; a TLS Close could block on a write
+	raw    net.Conn // closed to end the link, because a TLS Close could block on a write
 	conn   net.Conn // raw or its TLS client or server, for reads and writes
 	peer   string
 	inc    uint64
@@ -63,7 +63,7 @@ type link struct {
 	mu       sync.Mutex
 	queue    []*wire.Envelope
 	closed   bool
-	cause    error // why the link was closed
+	cause    error // the error that closed the link
 	draining bool
 
 	notify    chan struct{} // wakes the writer
@@ -121,6 +121,15 @@ func (l *link) close(cause error) bool {
 	return first
 }
 
+func (l *link) isClosed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (l *link) closeCause() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -164,9 +173,9 @@ func (l *link) run() {
 
 	// Send may use the link from now on. It is marked up before the
 	// LinkUp is sent, so a receiver that sends at once from its LinkUp
-	// handling finds it up.
+	// handling finds it up. A link closed while it waited is not reported.
 	l.up.Store(true)
-	reported := t.emit(Event{Kind: EventLinkUp, Peer: l.peer, Link: l.id, Incarnation: l.inc, Addr: l.addr})
+	reported := !l.isClosed() && t.emit(Event{Kind: EventLinkUp, Peer: l.peer, Link: l.id, Incarnation: l.inc, Addr: l.addr})
 	err := ErrClosed
 	if reported {
 		l.log.Info("link up", "link", l.id, "addr", l.addr)

@@ -101,14 +101,15 @@ type Config struct {
 	// after which a link carries a keepalive. Default 1s.
 	HeartbeatInterval time.Duration
 	// PeerTimeout is the silence after which another connection from the
-	// same node id may replace a link. A link silent for twice as long is
-	// closed as dead. Default 3s.
+	// same node id may replace a link. A link silent for twice as long,
+	// and for at least three heartbeat intervals, is closed as dead.
+	// Default 3s.
 	PeerTimeout time.Duration
 	// ForgetAfter is how long a learned address may stay unreachable
 	// before it is forgotten. Addresses from Peers are never forgotten.
 	// Default 10 x PeerTimeout.
 	ForgetAfter time.Duration
-	// MaxFrameBytes is the largest encoded envelope accepted from a peer;
+	// MaxFrameBytes is the largest encoded envelope accepted from a peer, and
 	// a larger frame drops the link. Default 128 KiB.
 	MaxFrameBytes int
 	// OutboundQueue is the number of envelopes queued per link. A Send
@@ -117,8 +118,8 @@ type Config struct {
 	// ResolveInterval is how often DNS names in Peers are resolved again.
 	// Default 5s.
 	ResolveInterval time.Duration
-	// HandshakeTimeout bounds a dial plus the TLS and mesh handshakes.
-	// Default 5s.
+	// HandshakeTimeout bounds a dial, and then the TLS and mesh
+	// handshakes of the connection. Default 5s.
 	HandshakeTimeout time.Duration
 	// LookupHost resolves a host name to addresses. Default
 	// net.DefaultResolver.LookupHost.
@@ -245,7 +246,7 @@ func New(cfg Config) (*Transport, error) {
 		secret:         []byte(cfg.Secret),
 		entries:        entries,
 		rejects:        logLimiter{last: make(map[string]time.Time)},
-		linkIdle:       2 * cfg.PeerTimeout,
+		linkIdle:       max(2*cfg.PeerTimeout, 3*cfg.HeartbeatInterval),
 		ctx:            ctx,
 		cancel:         cancel,
 		handshakeSlots: make(chan struct{}, maxPendingHandshakes),
@@ -264,8 +265,37 @@ func New(cfg Config) (*Transport, error) {
 	return t, nil
 }
 
-// setDefaults fills the zero fields and rejects invalid ones.
+// setDefaults rejects invalid fields and fills the zero ones.
 func (c *Config) setDefaults() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if err := c.setDurationDefaults(); err != nil {
+		return err
+	}
+	if c.MaxFrameBytes < 0 || c.OutboundQueue < 0 {
+		return fmt.Errorf("%w: max frame bytes %d and outbound queue %d must not be negative", ErrInvalidConfig, c.MaxFrameBytes, c.OutboundQueue)
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.OutboundQueue == 0 {
+		c.OutboundQueue = DefaultOutboundQueue
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if c.LookupHost == nil {
+		c.LookupHost = net.DefaultResolver.LookupHost
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// validate checks the fields that have no default.
+func (c *Config) validate() error {
 	if !validNodeID(c.NodeID) {
 		return fmt.Errorf("%w: node id %q: want 1-64 of [A-Za-z0-9._-]", ErrInvalidConfig, c.NodeID)
 	}
@@ -278,8 +308,12 @@ func (c *Config) setDefaults() error {
 	if c.AdvertiseAddr != "" && !validAddr(c.AdvertiseAddr) {
 		return fmt.Errorf("%w: advertise address %q: want host:port with a port of 1-65535", ErrInvalidConfig, c.AdvertiseAddr)
 	}
+	return nil
+}
 
-	// Negative values are mistakes, not requests for the default.
+// setDurationDefaults fills the zero durations. Negative ones are
+// mistakes, not requests for the default.
+func (c *Config) setDurationDefaults() error {
 	durations := []struct {
 		name  string
 		value *time.Duration
@@ -301,25 +335,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ForgetAfter == 0 {
 		c.ForgetAfter = 10 * c.PeerTimeout
-	}
-	if c.MaxFrameBytes < 0 || c.OutboundQueue < 0 {
-		return fmt.Errorf("%w: max frame bytes %d and outbound queue %d must not be negative", ErrInvalidConfig, c.MaxFrameBytes, c.OutboundQueue)
-	}
-	if c.MaxFrameBytes == 0 {
-		c.MaxFrameBytes = DefaultMaxFrameBytes
-	}
-	if c.OutboundQueue == 0 {
-		c.OutboundQueue = DefaultOutboundQueue
-	}
-
-	if c.ListenAddr == "" {
-		c.ListenAddr = DefaultListenAddr
-	}
-	if c.LookupHost == nil {
-		c.LookupHost = net.DefaultResolver.LookupHost
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	return nil
 }
@@ -358,7 +373,7 @@ func (t *Transport) Start(events chan<- Event) error {
 	}
 
 	if t.cfg.Secret == "" {
-		t.log.Warn("cluster secret is empty: any node that can connect to the cluster listener may join; set --cluster-secret")
+		t.log.Warn("cluster secret is empty: any node that can connect to the cluster listener may join, so set --cluster-secret")
 	}
 	t.log.Info("mesh transport started", "listen", ln.Addr().String(), "advertise", t.advertise,
 		"peers", len(t.entries), "peer_exchange", t.cfg.PeerExchange, "tls", t.cfg.TLS != nil)
@@ -410,9 +425,9 @@ func (t *Transport) Addr() net.Addr {
 // Send closes the link, and an EventLinkDown follows. The caller must not
 // modify env afterwards, because a writer encodes it later.
 //
-// Send uses the link whose EventLinkUp was sent last. With a buffered
-// events channel, an envelope sent before the receiver read that
-// EventLinkUp may already go out on the new link.
+// Send uses the peer's newest link from just before its EventLinkUp is
+// sent. With a buffered events channel, an envelope sent before the
+// receiver read that EventLinkUp may already go out on the new link.
 func (t *Transport) Send(peer string, env *wire.Envelope) bool {
 	t.mu.RLock()
 	l := t.links[peer]
@@ -425,14 +440,15 @@ func (t *Transport) Send(peer string, env *wire.Envelope) bool {
 }
 
 // Peers returns every known peer, configured, learned or connected, sorted
-// by address. A node reached at several addresses appears once.
+// by address, and an empty slice, not nil, when there is none. A node
+// reached at several addresses appears once.
 func (t *Transport) Peers() []PeerStatus {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 
 	// Group the addresses by the node last met there.
 	nodeAddr := make(map[string]string)
-	var out []PeerStatus
+	out := []PeerStatus{}
 	for _, e := range t.book {
 		switch {
 		case e.self:
@@ -546,7 +562,7 @@ func (t *Transport) trackConn(conn net.Conn) bool {
 	return true
 }
 
-// untrackConn closes conn and forgets it.
+// untrackConn closes conn and stops tracking it.
 func (t *Transport) untrackConn(conn net.Conn) {
 	_ = conn.Close()
 	t.mu.Lock()

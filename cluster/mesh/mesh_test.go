@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wscluster/wscluster/backplane"
 	"github.com/wscluster/wscluster/cluster/wire"
 	"github.com/wscluster/wscluster/metrics"
 )
@@ -370,6 +369,21 @@ func TestKilledLinkReconnects(t *testing.T) {
 	a.waitFor(t, "envelope after reconnect", func(events []Event) bool { return len(envelopesFrom(events, "b")) == 1 })
 }
 
+func TestReconnectBackoffCapped(t *testing.T) {
+	a := startNode(t, "a", func(c *Config) { c.PeerExchange = false })
+	p := newProxy(t)
+	p.refusing.Store(true)
+	p.setTarget(a.addr())
+	b := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{p.addr()} })
+
+	// Without the cap, the 10th retry would wait up to 50 ms x 2^10.
+	require.Eventually(t, func() bool { return p.accepted.Load() >= 10 }, waitTimeout, 5*time.Millisecond)
+	p.refusing.Store(false)
+	reachable := time.Now()
+	b.waitLinkUps(t, "a", 1)
+	assert.Less(t, time.Since(reachable), 10*testHeartbeat, "first dial after the address became reachable")
+}
+
 func TestSimultaneousDialsKeepOneLink(t *testing.T) {
 	for i := range 3 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -398,53 +412,65 @@ func TestSimultaneousDialsKeepOneLink(t *testing.T) {
 	}
 }
 
+// The node with the smaller id decides between two links, so these tests
+// run with the accepting node's id on either side of "b".
+var acceptorIDs = []string{"a", "z"}
+
 func TestDuplicateNodeIDRejected(t *testing.T) {
-	a := startNode(t, "a", func(c *Config) { c.PeerExchange = false })
-	b1 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{a.addr()} })
-	a.waitLinkUps(t, "b", 1)
+	for _, id := range acceptorIDs {
+		t.Run(id, func(t *testing.T) {
+			a := startNode(t, id, func(c *Config) { c.PeerExchange = false })
+			b1 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{a.addr()} })
+			a.waitLinkUps(t, "b", 1)
 
-	b2 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{a.addr()} })
-	a.waitRejects(t, reasonDuplicateID)
-	b2.waitRejects(t, reasonDuplicateID)
-	settle()
+			b2 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{a.addr()} })
+			a.waitRejects(t, reasonDuplicateID)
+			b2.waitRejects(t, reasonDuplicateID)
+			settle()
 
-	events := a.snapshot()
-	require.Len(t, events, 1, "events of a: %v", describe(events))
-	assert.Equal(t, b1.inc, events[0].Incarnation)
-	assert.Empty(t, b2.snapshot())
-	assert.Empty(t, b1.snapshot()[1:])
+			events := a.snapshot()
+			require.Len(t, events, 1, "events of %s: %v", id, describe(events))
+			assert.Equal(t, b1.inc, events[0].Incarnation)
+			assert.Empty(t, b2.snapshot())
+			assert.Empty(t, b1.snapshot()[1:])
+		})
+	}
 }
 
 func TestRestartReplacesSilentLink(t *testing.T) {
-	// a closes dead links only after a minute here, so the old link is
-	// still there when the restarted node dials in.
-	cfg := testConfig(t, "a")
-	cfg.PeerExchange = false
-	cfg.PeerTimeout = 300 * time.Millisecond
-	tr, err := New(cfg)
-	require.NoError(t, err)
-	tr.linkIdle = time.Minute
-	a := startTransport(t, tr)
+	for _, id := range acceptorIDs {
+		t.Run(id, func(t *testing.T) {
+			// The node closes dead links only after a minute here, so the
+			// old link is still there when the restarted node dials in.
+			cfg := testConfig(t, id)
+			cfg.PeerExchange = false
+			cfg.PeerTimeout = 300 * time.Millisecond
+			tr, err := New(cfg)
+			require.NoError(t, err)
+			tr.linkIdle = time.Minute
+			a := startTransport(t, tr)
 
-	p := newProxy(t)
-	p.setTarget(a.addr())
-	b1 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{p.addr()} })
-	a.waitLinkUps(t, "b", 1)
+			p := newProxy(t)
+			p.setTarget(a.addr())
+			b1 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{p.addr()} })
+			a.waitLinkUps(t, "b", 1)
 
-	// The old link goes silent without closing, as after a crash.
-	p.frozen.Store(true)
-	b2 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{a.addr()} })
-	events := a.waitLinkUps(t, "b", 2)
+			// The old link goes silent without closing, as after a crash.
+			p.frozen.Store(true)
+			b2 := startNode(t, "b", func(c *Config) { c.PeerExchange = false; c.Peers = []string{a.addr()} })
+			events := a.waitLinkUps(t, "b", 2)
 
-	var kinds []EventKind
-	var incs []uint64
-	for _, ev := range events {
-		kinds = append(kinds, ev.Kind)
-		incs = append(incs, ev.Incarnation)
+			var kinds []EventKind
+			var incs []uint64
+			for _, ev := range events {
+				kinds = append(kinds, ev.Kind)
+				incs = append(incs, ev.Incarnation)
+			}
+			require.Equal(t, []EventKind{EventLinkUp, EventLinkDown, EventLinkUp}, kinds)
+			assert.Equal(t, []uint64{b1.inc, b1.inc, b2.inc}, incs)
+			b2.waitLinkUps(t, id, 1)
+		})
 	}
-	require.Equal(t, []EventKind{EventLinkUp, EventLinkDown, EventLinkUp}, kinds)
-	assert.Equal(t, []uint64{b1.inc, b1.inc, b2.inc}, incs)
-	b2.waitLinkUps(t, "a", 1)
 }
 
 func TestRestartAfterClosedLink(t *testing.T) {
@@ -540,19 +566,16 @@ func TestSelfAddressSkipped(t *testing.T) {
 	}
 }
 
-func TestOwnAddressInPeersNotDialed(t *testing.T) {
-	cfg := testConfig(t, "a")
-	cfg.ListenAddr = "127.0.0.1:0"
-	cfg.AdvertiseAddr = "a.test:5410"
-	cfg.Peers = []string{"a.test:5410"}
-	dns := &fakeDNS{}
-	dns.set("a.test", "127.0.0.1")
-	cfg.LookupHost = dns.lookup
-	tr, err := New(cfg)
-	require.NoError(t, err)
-	a := startTransport(t, tr)
+func TestOwnAdvertisedAddressNotDialed(t *testing.T) {
+	p := newProxy(t)
+	a := startNode(t, "a", func(c *Config) {
+		c.AdvertiseAddr = p.addr()
+		c.Peers = []string{p.addr()}
+	})
+	p.setTarget(a.addr())
 
 	settle()
+	assert.Zero(t, p.accepted.Load())
 	assert.Zero(t, a.tr.KnownAddrCount())
 	assert.Empty(t, a.snapshot())
 }
@@ -609,6 +632,13 @@ func TestCloseFlushesQueuedEnvelopes(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	before := runtime.NumGoroutine()
 	t.Run("cluster", func(t *testing.T) {
+		// Closed last, so the nodes' Close must end its handshake.
+		var stuck net.Conn
+		t.Cleanup(func() {
+			if stuck != nil {
+				_ = stuck.Close()
+			}
+		})
 		a := startNode(t, "a", nil)
 		b := startNode(t, "b", func(c *Config) { c.Peers = []string{a.addr()} })
 		c := startNode(t, "c", func(c *Config) { c.Peers = []string{a.addr()} })
@@ -616,13 +646,20 @@ func TestNoGoroutineLeak(t *testing.T) {
 		a.send(t, "c", 1)
 		c.waitFor(t, "envelope", func(events []Event) bool { return len(envelopesFrom(events, "a")) == 1 })
 
-		// A connection stuck in its handshake must end with Close too.
-		conn, err := net.Dial("tcp", b.addr())
+		var err error
+		stuck, err = net.Dial("tcp", b.addr())
 		require.NoError(t, err)
-		defer conn.Close()
 	})
-	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before }, waitTimeout, 10*time.Millisecond,
-		"goroutines: %d before, %d after", before, runtime.NumGoroutine())
+
+	// A plain loop, because require.Eventually runs goroutines of its own.
+	deadline := time.Now().Add(waitTimeout)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d before, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+	}
 }
 
 func TestPeersListsConfiguredUnreachable(t *testing.T) {
@@ -642,5 +679,3 @@ func sortedByID(peers []PeerStatus) []PeerStatus {
 	}
 	return out
 }
-
-var _ = backplane.Message{}

@@ -65,20 +65,10 @@ func (l *link) writeBatch(buf []byte, batch []*wire.Envelope) ([]byte, error) {
 	var counts [kindSlots]int
 	buf = buf[:0]
 	for _, env := range batch {
-		start := len(buf)
-		buf = append(buf, 0, 0, 0, 0)
-		buf = wire.Append(buf, env)
-		size := len(buf) - start - frameHeaderSize
-
-		// The peer would drop the link for an oversized frame, and the
-		// replay would send the envelope again, so it is dropped here.
-		if size > l.t.cfg.MaxFrameBytes {
-			buf = buf[:start]
-			l.log.Error("envelope not sent", "kind", env.Kind.String(), "error",
-				fmt.Errorf("%w: %d bytes, max %d", errTooLarge, size, l.t.cfg.MaxFrameBytes))
+		var ok bool
+		if buf, ok = l.appendFrame(buf, env); !ok {
 			continue
 		}
-		binary.BigEndian.PutUint32(buf[start:], uint32(size))
 		if int(env.Kind) < kindSlots {
 			counts[env.Kind]++
 		} else {
@@ -110,6 +100,23 @@ func (l *link) writeBatch(buf []byte, batch []*wire.Envelope) ([]byte, error) {
 	return buf, nil
 }
 
+// appendFrame appends the frame of env to buf. It returns false, with buf
+// unchanged, for an envelope over MaxFrameBytes: the peer would drop the
+// link for it, and the replay would send it again, so it is dropped here.
+func (l *link) appendFrame(buf []byte, env *wire.Envelope) ([]byte, bool) {
+	start := len(buf)
+	buf = append(buf, 0, 0, 0, 0)
+	buf = wire.Append(buf, env)
+	size := len(buf) - start - frameHeaderSize
+	if size > l.t.cfg.MaxFrameBytes {
+		l.log.Error("envelope not sent", "kind", env.Kind.String(), "error",
+			fmt.Errorf("%w: %d bytes, max %d", errTooLarge, size, l.t.cfg.MaxFrameBytes))
+		return buf[:start], false
+	}
+	binary.BigEndian.PutUint32(buf[start:], uint32(size))
+	return buf, true
+}
+
 // write writes b within the dead-link timeout, so a peer that stopped
 // reading cannot block the writer for longer.
 func (l *link) write(b []byte) error {
@@ -124,7 +131,7 @@ func (l *link) queueEmpty() bool {
 	return len(l.queue) == 0
 }
 
-// startDrain asks the writer to report when the queue is written.
+// startDrain makes the writer close flushed once the queue is written.
 func (l *link) startDrain() {
 	l.mu.Lock()
 	l.draining = true

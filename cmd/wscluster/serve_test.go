@@ -413,12 +413,12 @@ func testServeInvalidSecretRedacted(t *testing.T, binary string) {
 
 func testServeEngineUnavailable(t *testing.T, binary string) {
 	// Loopback addresses keep the process off other interfaces, should a
-	// later build start a mesh listener here.
+	// later build start a Redis client here.
 	result := runServeBinary(t, binary, nil,
-		"--listen", freeLoopbackAddr(t), "--engine", "mesh", "--cluster-listen", freeLoopbackAddr(t))
+		"--listen", freeLoopbackAddr(t), "--engine", "redis", "--redis-addr", freeLoopbackAddr(t))
 
 	assert.Equal(t, 2, result.code, "output:\n%s", result.stderr)
 	line := requireOneLine(t, result.stderr)
-	assert.Contains(t, line, "mesh")
+	assert.Contains(t, line, "redis")
 	assert.Contains(t, line, "--engine none")
 }
