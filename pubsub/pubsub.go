@@ -148,7 +148,6 @@ func authorize(c *wsconn.Conn, channel string) *rpc.Error {
 	return rpc.Errorf(rpc.CodeNotAuthorized, "not authorized: the token's channels claim does not allow channel %q", channel)
 }
 
-
 func (p *PubSub) subscribe(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	channel, perr := decodeChannel(req.Params)
 	if perr == nil {

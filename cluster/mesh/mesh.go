@@ -241,7 +241,7 @@ func New(cfg Config) (*Transport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
 		cfg:            cfg,
-		log:            cfg.Logger.With("component", "mesh", "node", cfg.NodeID),
+		log:            cfg.Logger.With("component", "mesh"),
 		metrics:        cfg.Metrics,
 		secret:         []byte(cfg.Secret),
 		entries:        entries,
