@@ -53,7 +53,10 @@ type TransportEvent struct {
 	Envelope *wire.Envelope
 }
 
-// Transport moves envelopes between this node and its peers.
+// Transport moves envelopes between this node and its peers. It counts the
+// envelopes it writes and reads in wscluster_peer_envelopes_sent_total and
+// wscluster_peer_envelopes_received_total, because only it knows what
+// crossed the wire.
 type Transport interface {
 	// Start begins accepting and dialing, sending every event to events.
 	Start(events chan<- TransportEvent) error

@@ -81,7 +81,6 @@ func (c *Cluster) handleEvent(ev TransportEvent) {
 		c.log.Info("peer link down", "peer", ev.Peer)
 		c.node.LinkDown(ev.Peer, ev.Link)
 	case EventEnvelope:
-		c.cfg.Metrics.PeerEnvelopesReceived.WithLabelValues(ev.Peer, ev.Envelope.Kind.String()).Inc()
 		c.node.Receive(now, ev.Peer, ev.Link, ev.Envelope)
 	}
 }
@@ -91,9 +90,9 @@ func (c *Cluster) handleEvent(ev TransportEvent) {
 func (c *Cluster) carryOut() {
 	out := c.node.Drain()
 	for _, s := range out.Sends {
-		if c.cfg.Transport.Send(s.To, s.Envelope) {
-			c.cfg.Metrics.PeerEnvelopesSent.WithLabelValues(s.To, s.Envelope.Kind.String()).Inc()
-		}
+		// A false Send means the link just went away; its LinkDown follows,
+		// and the replay or sync after the next link covers the envelope.
+		c.cfg.Transport.Send(s.To, s.Envelope)
 	}
 	for _, e := range out.Effects {
 		c.apply(e)

@@ -21,10 +21,12 @@ type outgoing struct {
 	redeliveryFrame []byte
 }
 
+// newOutgoing encodes msg straight into its frame buffer, behind room for
+// the frame header, so the payload is written once and never copied.
 func newOutgoing(msg backplane.Message) *outgoing {
-	payload := rpc.AppendMessage(make([]byte, 0, 96+len(msg.Channel)+len(msg.Data)+len(msg.ID)),
-		msg.Channel, msg.Data, msg.ID, msg.QoS, false)
-	return &outgoing{msg: msg, frame: wsconn.TextFrame(payload)}
+	buf := make([]byte, wsconn.FrameHeadroom, wsconn.FrameHeadroom+96+len(msg.Channel)+len(msg.Data)+len(msg.ID))
+	buf = rpc.AppendMessage(buf, msg.Channel, msg.Data, msg.ID, msg.QoS, false)
+	return &outgoing{msg: msg, frame: wsconn.FinishTextFrame(buf)}
 }
 
 // redelivery returns the frame with "redelivered": true, encoded on first use

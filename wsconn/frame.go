@@ -65,3 +65,20 @@ func controlFrame(first byte, payload []byte) []byte {
 
 // pingFrame is shared by every connection, because its bytes never change.
 var pingFrame = controlFrame(finPing, nil)
+
+// FrameHeadroom is the space to leave in front of a payload that
+// FinishTextFrame turns into a frame in place.
+const FrameHeadroom = 10
+
+// FinishTextFrame turns buf, which holds FrameHeadroom spare bytes followed
+// by the payload, into a text frame without copying the payload. It writes
+// the header into the end of the headroom and returns the frame, a suffix
+// of buf.
+func FinishTextFrame(buf []byte) []byte {
+	payload := len(buf) - FrameHeadroom
+	var header [FrameHeadroom]byte
+	h := appendHeader(header[:0], finText, payload)
+	start := FrameHeadroom - len(h)
+	copy(buf[start:], h)
+	return buf[start:]
+}

@@ -235,3 +235,11 @@ func TestPongFrameReadByGorilla(t *testing.T) {
 		t.Fatal("the pong frame was not seen before the text frame")
 	}
 }
+
+func TestFinishTextFrameMatchesTextFrame(t *testing.T) {
+	for _, size := range []int{0, 125, 126, 65535, 65536, 70000} {
+		payload := patternPayload(size)
+		buf := append(make([]byte, FrameHeadroom), payload...)
+		require.Equal(t, TextFrame(payload), FinishTextFrame(buf), "payload of %d bytes", size)
+	}
+}
