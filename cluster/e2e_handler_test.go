@@ -16,8 +16,8 @@ import (
 	"github.com/wscluster/wscluster/metrics"
 )
 
-// recordingHandler stands in for the pub/sub and presence protocols of a
-// node: it records what the cluster layer hands it.
+// recordingHandler replaces the pub/sub and presence protocols of a node in
+// tests and records every call the cluster layer makes to them.
 type recordingHandler struct {
 	mu sync.Mutex
 	// synced is the latest full set of entries per node from SyncNode.
@@ -35,7 +35,7 @@ func newRecordingHandler() *recordingHandler {
 		synced:   make(map[string][]backplane.PresenceEntry),
 		syncedAt: make(map[string]time.Time),
 		syncs:    make(map[string]int),
-		deltas: make(map[string][]backplane.PresenceDelta),
+		deltas:   make(map[string][]backplane.PresenceDelta),
 	}
 }
 

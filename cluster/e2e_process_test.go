@@ -85,7 +85,7 @@ type processArgs struct {
 }
 
 // startProcess runs `wscluster serve` with args and waits until /healthz
-// answers. The process is killed at the end of the test if still running,
+// returns 200. The process is killed at the end of the test if still running,
 // and its output is logged when the test fails.
 func startProcess(t *testing.T, binary string, args processArgs) *processNode {
 	t.Helper()

@@ -3,9 +3,10 @@
 // and connection resets.
 //
 // A Proxy listens on one address and forwards every accepted connection to
-// one target. Put one proxy on each direction of each link that a test wants
-// to break, point the dialing side at Proxy.Addr, and switch faults on and
-// off while traffic flows:
+// one target, carrying both directions of each connection. Put one proxy in
+// front of the listener of each link that a test wants to break, point the
+// dialing side at Proxy.Addr, and switch faults on and off while traffic
+// flows:
 //
 //	p, err := faultproxy.New("127.0.0.1:0", targetAddr)
 //	if err != nil {
@@ -99,7 +100,8 @@ func (p *Proxy) ConnCount() int {
 
 // Cut drops every open connection with a TCP reset and, until Heal, closes
 // each new connection as soon as it is accepted. Dialers see a connection
-// that ends at once, as with a crashed peer or a firewall that rejects.
+// that ends at once, or a connect that fails with a reset, as with a crashed
+// peer or a firewall that rejects.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	if p.closed {
@@ -125,11 +127,13 @@ func (p *Proxy) Cut() {
 func (p *Proxy) Blackhole() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.mode == modeBlackhole {
+	if p.closed {
 		return
 	}
 	p.mode = modeBlackhole
-	p.open = make(chan struct{})
+	if p.flowingLocked() {
+		p.open = make(chan struct{})
+	}
 }
 
 // Heal ends Cut and Blackhole: held bytes and connections flow again, and
@@ -140,10 +144,22 @@ func (p *Proxy) Heal() {
 	if p.closed {
 		return
 	}
-	if p.mode == modeBlackhole {
+	if !p.flowingLocked() {
 		close(p.open)
 	}
 	p.mode = modeForward
+}
+
+// flowingLocked reports whether bytes may flow, that is whether open is
+// closed. Cut leaves open as it is, so Heal after Blackhole and Cut still
+// finds it unclosed.
+func (p *Proxy) flowingLocked() bool {
+	select {
+	case <-p.open:
+		return true
+	default:
+		return false
+	}
 }
 
 // SetLatency delays each chunk of bytes forwarded, in either direction, by
@@ -171,8 +187,8 @@ func (p *Proxy) ResetAll() {
 }
 
 // Close stops the listener, closes every connection and waits for the
-// proxy's goroutines to end. It is safe to call twice; later calls return
-// nil.
+// proxy's goroutines to end. It is safe to call twice, and later calls
+// return nil.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	if p.closed {

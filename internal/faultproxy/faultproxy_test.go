@@ -220,6 +220,33 @@ func TestProxyBlackholeHoldsBytes(t *testing.T) {
 	roundTrip(t, open, "after heal")
 }
 
+func TestProxyHealAfterBlackholeAndCut(t *testing.T) {
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr())
+
+	// Every order of the switches must end in a forwarding proxy.
+	p.Blackhole()
+	p.Cut()
+	requireRejected(t, p.Addr())
+	p.Heal()
+	roundTrip(t, dial(t, p.Addr()), "after blackhole and cut")
+
+	p.Cut()
+	p.Blackhole()
+	late := dial(t, p.Addr())
+	_, err := late.Write([]byte("held"))
+	require.NoError(t, err)
+	requireSilent(t, late)
+	p.Heal()
+	assert.Equal(t, "held", readN(t, late, 4))
+
+	p.Blackhole()
+	p.Blackhole()
+	p.Heal()
+	p.Heal()
+	roundTrip(t, late, "after repeated switches")
+}
+
 func TestProxyBlackholeStopsBothDirections(t *testing.T) {
 	// The target speaks first, so the direction from target to client is
 	// checked without any client bytes crossing.
@@ -283,8 +310,8 @@ func TestProxyJitterKeepsOrder(t *testing.T) {
 	p.SetLatency(5*time.Millisecond, 5*time.Millisecond)
 	conn := dial(t, p.Addr())
 
-	// Many small writes become many chunks with random delays; TCP order
-	// must survive.
+	// Many small writes become many chunks with random delays, and the
+	// bytes must still arrive in TCP order.
 	var want bytes.Buffer
 	for i := range 300 {
 		fmt.Fprintf(&want, "%05d;", i)

@@ -170,8 +170,8 @@ func (p *Proxy) readChunks(c *pair, src net.Conn, chunks chan<- chunk) {
 			}
 		}
 		if err != nil {
-			// A reset or other failure on one side ends both; an end of
-			// stream is passed on as a half-close by writeChunks.
+			// A reset or other failure on one side ends both sides. An
+			// end of stream is passed on as a half-close by writeChunks.
 			if !errors.Is(err, io.EOF) {
 				c.reset()
 			}
