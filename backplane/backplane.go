@@ -121,9 +121,14 @@ type PresenceHandler interface {
 
 // PeerStatus describes one peer node as /cluster shows it.
 type PeerStatus struct {
-	ID        string `json:"id"`
-	Addr      string `json:"addr"`
-	Connected bool   `json:"connected"`
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+	// Connected is whether the peer was heard within the peer timeout; the
+	// count of connected peers is /cluster's connected_peers.
+	Connected bool `json:"connected"`
+	// Linked is whether a transport link to the peer is open. A link can be
+	// open to a silent peer, and a peer can be alive between two links.
+	Linked bool `json:"linked"`
 }
 
 // PeerReporter is implemented by engines that have peers. A backplane that

@@ -30,6 +30,11 @@ import (
 // ErrClosed is returned by calls on a closed Cluster.
 var ErrClosed = errors.New("cluster closed")
 
+// ErrNotStarted is returned by Publish before Start: nothing would carry
+// the message. An application that mounts server.Node.Handler itself must
+// call server.Node.Start.
+var ErrNotStarted = errors.New("cluster not started: call Start")
+
 // EventKind is the type of a TransportEvent.
 type EventKind uint8
 
@@ -119,6 +124,9 @@ type Cluster struct {
 
 	ready     atomic.Bool
 	connected atomic.Int64
+	// alive holds the peers heard within the peer timeout, for Peers.
+	aliveMu   sync.Mutex
+	alive     map[string]bool
 	started   atomic.Bool
 	closeOnce sync.Once
 
@@ -225,8 +233,19 @@ func (c *Cluster) Ready() bool { return c.ready.Load() }
 // timeout.
 func (c *Cluster) ConnectedPeerCount() int { return int(c.connected.Load()) }
 
-// Peers returns the known peers.
-func (c *Cluster) Peers() []backplane.PeerStatus { return c.cfg.Transport.Peers() }
+// Peers returns the known peers. A peer is connected when it was heard
+// within the peer timeout, the same rule as ConnectedPeerCount, and linked
+// while the transport has a link to it.
+func (c *Cluster) Peers() []backplane.PeerStatus {
+	peers := c.cfg.Transport.Peers()
+	c.aliveMu.Lock()
+	defer c.aliveMu.Unlock()
+	for i := range peers {
+		peers[i].Linked = peers[i].Connected
+		peers[i].Connected = c.alive[peers[i].ID]
+	}
+	return peers
+}
 
 // NewMessageID implements backplane.Backplane.
 func (c *Cluster) NewMessageID() string { return c.cfg.IDs.MessageID() }
@@ -236,6 +255,9 @@ func (c *Cluster) NewMessageID() string { return c.cfg.IDs.MessageID() }
 // rejects a publish: a peer that is cut off gets it from the replay buffer
 // after the link returns.
 func (c *Cluster) Publish(ctx context.Context, msg backplane.Message) error {
+	if !c.started.Load() {
+		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrNotStarted)
+	}
 	taken := make(chan struct{})
 	if !c.submit(func(now time.Time) {
 		c.node.Publish(now, msg)

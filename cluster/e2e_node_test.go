@@ -173,12 +173,26 @@ func connectedPeers(t testing.TB, n httpNode) []string {
 	_, s := fetchStatus(t, n, "/cluster")
 	var ids []string
 	for _, p := range s.Peers {
-		if p.Connected {
+		if p.Connected && p.Linked {
 			ids = append(ids, p.ID)
 		}
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// waitUnlinked waits until /cluster of n lists no open link to any peer.
+func waitUnlinked(t testing.TB, n httpNode) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, s := fetchStatus(t, n, "/cluster")
+		for _, p := range s.Peers {
+			if p.Linked {
+				return false
+			}
+		}
+		return true
+	}, waitTimeout, pollInterval, "node at %s kept a link open", n.httpAddr())
 }
 
 // waitConnected waits until /cluster of n reports exactly the want peers

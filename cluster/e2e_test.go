@@ -347,7 +347,7 @@ func TestMeshBlackholePurgesAndRecovers(t *testing.T) {
 	// the heal can deliver either.
 	publishAll(t, channel, pubs, phase, phase, 3)
 	for _, id := range c.ids {
-		waitConnected(t, c.nodes[id])
+		waitUnlinked(t, c.nodes[id])
 	}
 	t.Logf("blackhole: both sides closed the silent link after %s", time.Since(silenced).Round(time.Millisecond))
 	publishAll(t, channel, pubs, 2*phase, phase, 3)

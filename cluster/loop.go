@@ -116,14 +116,21 @@ func (c *Cluster) apply(e core.Effect) {
 			c.presence.SyncNode(e.Node, e.Entries)
 		}
 	case core.EffectPeerUp:
-		c.peerEvent("up", e.Node)
+		c.peerEvent("up", e.Node, "")
 	case core.EffectPeerDown:
-		c.peerEvent("down", e.Node)
+		c.peerEvent("down", e.Node, e.Reason)
 	}
 }
 
-func (c *Cluster) peerEvent(event, peer string) {
+func (c *Cluster) peerEvent(event, peer, reason string) {
 	c.cfg.Metrics.PeerEvents.WithLabelValues(event).Inc()
+	c.aliveMu.Lock()
+	if c.alive == nil {
+		c.alive = make(map[string]bool)
+	}
+	c.alive[peer] = event == "up"
+	c.aliveMu.Unlock()
+
 	c.callbacksMu.Lock()
 	callbacks := c.onUp
 	if event == "down" {
@@ -132,10 +139,13 @@ func (c *Cluster) peerEvent(event, peer string) {
 	callbacks = append([]func(string){}, callbacks...)
 	c.callbacksMu.Unlock()
 
-	if event == "down" {
-		c.log.Warn("peer down: its presence members are purged", "peer", peer)
-	} else {
+	switch {
+	case event == "up":
 		c.log.Info("peer up", "peer", peer)
+	case reason == core.DownTimeout:
+		c.log.Warn("peer down: silent for the peer timeout, its presence members are purged", "peer", peer)
+	default:
+		c.log.Info("peer down: its presence members are purged", "peer", peer, "reason", reason)
 	}
 	for _, f := range callbacks {
 		f(peer)

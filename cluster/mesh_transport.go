@@ -67,6 +67,8 @@ func (m *meshTransport) Peers() []backplane.PeerStatus {
 	peers := m.mesh.Peers()
 	out := make([]backplane.PeerStatus, 0, len(peers))
 	for _, p := range peers {
+		// The cluster replaces Connected with the peer's liveness and
+		// moves the link state to Linked.
 		out = append(out, backplane.PeerStatus{ID: p.ID, Addr: p.Addr, Connected: p.Connected})
 	}
 	return out

@@ -110,8 +110,11 @@ func decodeJoin(params json.RawMessage) (channel, member string, info json.RawMe
 	if err := rpc.UnmarshalParams(params, &jp); err != nil {
 		return "", "", nil, err
 	}
-	if jp.Channel == nil || jp.Member == nil {
-		return "", "", nil, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: "channel" and "member" are required`)
+	if jp.Channel == nil {
+		return "", "", nil, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: missing "channel"`)
+	}
+	if jp.Member == nil {
+		return "", "", nil, rpc.Errorf(rpc.CodeInvalidParams, `invalid params: missing "member", the member id to join as`)
 	}
 	if perr = rpc.CheckChannel(*jp.Channel); perr != nil {
 		return "", "", nil, perr

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
@@ -26,9 +27,38 @@ func UnmarshalParams(params json.RawMessage, v any) *Error {
 		decoded = exactMembers(members, names)
 	}
 	if err := json.Unmarshal(decoded, v); err != nil {
-		return Errorf(CodeInvalidParams, "invalid params: %v", err)
+		return paramsError(err)
 	}
 	return nil
+}
+
+// paramsError words a decoding error in JSON terms, without the Go struct
+// and type names that encoding/json puts in its messages.
+func paramsError(err error) *Error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return Errorf(CodeInvalidParams, "invalid params: %q must be %s, got a JSON %s", typeErr.Field, jsonKind(typeErr.Type), typeErr.Value)
+	}
+	return Errorf(CodeInvalidParams, "invalid params: %v", err)
+}
+
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice:
+		return "an array"
+	}
+	return "another JSON type"
 }
 
 func hasOtherMembers(members map[string]json.RawMessage, names []string) bool {

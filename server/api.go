@@ -62,7 +62,8 @@ func (a *apiPublisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !a.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wscluster api"`)
-		writeAPIError(w, http.StatusUnauthorized, rpc.CodeNotAuthorized, "unauthorized: send the header Authorization: Bearer <api-key>")
+		writeAPIError(w, http.StatusUnauthorized, rpc.CodeNotAuthorized,
+			"unauthorized: missing or wrong API key; send the header Authorization: Bearer <key> with the node's --api-key")
 		return
 	}
 	msg, status, perr := a.decode(r)
@@ -106,9 +107,13 @@ func (a *apiPublisher) decode(r *http.Request) (apiMessage, int, *rpc.Error) {
 			rpc.Errorf(rpc.CodeInvalidRequest, "request body over the limit of %d bytes (--max-message-bytes)", a.maxBytes)
 	case err != nil:
 		return apiMessage{}, http.StatusBadRequest, rpc.Errorf(rpc.CodeInvalidRequest, "reading the request body failed: %v", err)
-	case !json.Valid(body) || len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{':
+	}
+	if err := json.Unmarshal(body, new(json.RawMessage)); err != nil {
+		return apiMessage{}, http.StatusBadRequest, rpc.Errorf(rpc.CodeParseError, "invalid body: not valid JSON: %v", err)
+	}
+	if trimmed := bytes.TrimSpace(body); trimmed[0] != '{' {
 		return apiMessage{}, http.StatusBadRequest,
-			rpc.Errorf(rpc.CodeParseError, `invalid body: want a JSON object {"channel", "data", "qos"?}`)
+			rpc.Errorf(rpc.CodeInvalidRequest, `invalid body: want a JSON object {"channel", "data", "qos"?}`)
 	}
 	msg, perr := pubsub.DecodePublish(body)
 	if perr != nil {

@@ -628,7 +628,7 @@ func TestAuthAPIPublishErrors(t *testing.T) {
 		{"key as prefix", http.MethodPost, authAPIKey + "x", `{"channel":"room","data":1}`, http.StatusUnauthorized, 1006},
 		{"GET", http.MethodGet, authAPIKey, "", http.StatusMethodNotAllowed, -32600},
 		{"invalid JSON", http.MethodPost, authAPIKey, `{"channel":`, http.StatusBadRequest, -32700},
-		{"array body", http.MethodPost, authAPIKey, `[{"channel":"room","data":1}]`, http.StatusBadRequest, -32700},
+		{"array body", http.MethodPost, authAPIKey, `[{"channel":"room","data":1}]`, http.StatusBadRequest, -32600},
 		{"empty body", http.MethodPost, authAPIKey, ``, http.StatusBadRequest, -32700},
 		{"missing channel", http.MethodPost, authAPIKey, `{"data":1}`, http.StatusBadRequest, -32602},
 		{"missing data", http.MethodPost, authAPIKey, `{"channel":"room"}`, http.StatusBadRequest, -32602},

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -203,7 +204,7 @@ func (h *Handler) upgradeError(w http.ResponseWriter, r *http.Request, status in
 	// gorilla/websocket responds with 403 only when checkOrigin returned
 	// false, and checkOrigin already counted and logged that rejection.
 	if status == http.StatusForbidden {
-		http.Error(w, "WebSocket upgrade failed: origin not allowed; list it in --allowed-origins", status)
+		http.Error(w, fmt.Sprintf("WebSocket upgrade failed: origin %q is not allowed; list it in --allowed-origins", r.Header.Get("Origin")), status)
 		return
 	}
 	h.reject(w, status, "handshake", "WebSocket upgrade failed: "+reason.Error())

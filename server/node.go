@@ -195,6 +195,9 @@ func (n *Node) Start() error {
 		return nil
 	}
 	if err := n.engine.start(); err != nil {
+		if n.cfg.Engine == "mesh" {
+			return fmt.Errorf("start --engine mesh with --cluster-listen %s: %w", n.cfg.ClusterListen, err)
+		}
 		return fmt.Errorf("start --engine %s: %w", n.cfg.Engine, err)
 	}
 	return nil

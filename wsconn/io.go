@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -134,7 +135,7 @@ func (c *Conn) readMessage() ([]byte, error) {
 		return nil, err
 	}
 	if len(msg) > limit {
-		return nil, &closeRequest{CloseMessageTooBig, "message too big"}
+		return nil, &closeRequest{CloseMessageTooBig, "message too big: the limit is " + strconv.Itoa(limit) + " bytes"}
 	}
 	if !utf8.Valid(msg) {
 		return nil, &closeRequest{CloseInvalidPayload, "text frame is not valid UTF-8"}

@@ -172,7 +172,7 @@ func (n *Node) Tick(now time.Time) {
 	for _, id := range n.sortedPeerIDs() {
 		p := n.peers[id]
 		if p.alive && now.Sub(p.lastHeard) > n.cfg.PeerTimeout {
-			n.markDown(p)
+			n.markDown(p, DownTimeout)
 		}
 	}
 	n.replay.trim(now)

@@ -67,6 +67,8 @@ func describeEffect(e Effect) string {
 		return fmt.Sprintf("sync %s entries=%d", e.Node, len(e.Entries))
 	case EffectApplyPresence:
 		return fmt.Sprintf("apply %s deltas=%d", e.Node, len(e.Deltas))
+	case EffectPeerDown:
+		return fmt.Sprintf("peer_down %s reason=%s", e.Node, e.Reason)
 	}
 	return e.Kind.String() + " " + e.Node
 }

@@ -39,10 +39,22 @@ func (k EffectKind) String() string {
 	return "unknown"
 }
 
+// Reasons a peer is down, the Reason of an EffectPeerDown.
+const (
+	// DownTimeout: the peer was silent for the peer timeout.
+	DownTimeout = "timeout"
+	// DownLeft: the peer said it is shutting down.
+	DownLeft = "left"
+	// DownRestarted: a new incarnation of the peer appeared.
+	DownRestarted = "restarted"
+)
+
 // Effect is one local consequence of an input, to be carried out in order.
 type Effect struct {
-	Kind    EffectKind
-	Node    string
+	Kind EffectKind
+	Node string
+	// Reason says why a peer is down (EffectPeerDown).
+	Reason  string
 	Message backplane.Message
 	Deltas  []backplane.PresenceDelta
 	Entries []backplane.PresenceEntry

@@ -92,7 +92,7 @@ func (n *Node) LinkUp(now time.Time, id string, incarnation, link uint64) {
 	// its presence entries go with it.
 	if p.incarnation != 0 && p.incarnation != incarnation {
 		if p.alive {
-			n.markDown(p)
+			n.markDown(p, DownRestarted)
 		} else {
 			n.purge(p)
 		}
@@ -137,10 +137,10 @@ func (n *Node) markHeard(now time.Time, p *peer) {
 }
 
 // markDown declares a peer down and purges its presence entries.
-func (n *Node) markDown(p *peer) {
+func (n *Node) markDown(p *peer, reason string) {
 	p.alive = false
 	n.purge(p)
-	n.effect(Effect{Kind: EffectPeerDown, Node: p.id})
+	n.effect(Effect{Kind: EffectPeerDown, Node: p.id, Reason: reason})
 }
 
 // purge drops the peer's presence entries. A sync in progress is abandoned,
@@ -166,7 +166,7 @@ func (n *Node) Receive(now time.Time, from string, link uint64, env *wire.Envelo
 	}
 	if env.Kind == wire.KindLeave {
 		if p.alive {
-			n.markDown(p)
+			n.markDown(p, DownLeft)
 		} else {
 			n.purge(p)
 		}

@@ -319,9 +319,26 @@ func (t *Transport) resolveAll(failures []int) bool {
 			t.log.Info("peer name lookup succeeded again", "host", entry.host, "failures", failures[i])
 			failures[i] = 0
 		}
+		t.warnIfEmpty(i, entry, len(hosts) == 0)
 		t.setResolved(i, entry, hosts)
 	}
 	return ok
+}
+
+// warnIfEmpty logs once each time a --peers name starts to resolve to no
+// address. A typo in --peers would otherwise leave the node alone, and
+// ready because it knows no peer, without a word.
+func (t *Transport) warnIfEmpty(i int, entry peerEntry, empty bool) {
+	t.mu.Lock()
+	if t.emptyNames == nil {
+		t.emptyNames = make(map[int]bool)
+	}
+	was := t.emptyNames[i]
+	t.emptyNames[i] = empty
+	t.mu.Unlock()
+	if empty && !was {
+		t.log.Warn("peer name has no address, so nothing is dialed for it; check the --peers entry", "host", entry.host, "port", entry.port)
+	}
 }
 
 // setResolved replaces the addresses of Peers entry i with those of hosts.

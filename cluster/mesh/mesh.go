@@ -223,6 +223,7 @@ type Transport struct {
 	advertised map[string]string     // advertised address by peer id
 	book       map[string]*addrEntry // known addresses by normalized host:port
 	resolved   []map[string]bool     // addresses of each Peers entry from its last lookup
+	emptyNames map[int]bool          // Peers entries whose last lookup found no address
 	nextLinkID uint64
 
 	closeOnce sync.Once

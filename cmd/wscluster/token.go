@@ -47,9 +47,19 @@ func mintToken(args []string, stdout, stderr io.Writer, lookupEnv func(string) (
 		fmt.Fprintf(stderr, "wscluster token: invalid value %s for --ttl: want a positive duration such as 1h\n", *ttl)
 		return 2
 	}
+	if *sub == "" {
+		fmt.Fprintln(stderr, "wscluster token: missing --sub: pass the member id the token allows joining as")
+		return 2
+	}
 	if perr := rpc.CheckMember(*sub); perr != nil {
 		fmt.Fprintf(stderr, "wscluster token: invalid value for --sub: %s\n", perr.Message)
 		return 2
+	}
+	for _, pattern := range splitChannels(*channels) {
+		if perr := rpc.CheckChannel(strings.TrimSuffix(pattern, "*")); perr != nil && pattern != "*" {
+			fmt.Fprintf(stderr, "wscluster token: invalid value for --channels: %s\n", perr.Message)
+			return 2
+		}
 	}
 
 	token, err := auth.MintHS256([]byte(*secret), *sub, splitChannels(*channels), *ttl)

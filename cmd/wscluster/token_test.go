@@ -90,7 +90,7 @@ func TestTokenUsageErrors(t *testing.T) {
 		reason string
 	}{
 		{"missing secret", []string{"--sub", "alice"}, "missing --secret"},
-		{"missing sub", []string{"--secret", tokenTestSecret}, "invalid value for --sub"},
+		{"missing sub", []string{"--secret", tokenTestSecret}, "missing --sub"},
 		{"control character in sub", []string{"--secret", tokenTestSecret, "--sub", "al\x07ice"}, "invalid value for --sub"},
 		{"sub over 128 bytes", []string{"--secret", tokenTestSecret, "--sub", strings.Repeat("a", 129)}, "invalid value for --sub"},
 		{"zero ttl", []string{"--secret", tokenTestSecret, "--sub", "alice", "--ttl", "0s"}, "invalid value 0s for --ttl"},
@@ -115,4 +115,14 @@ func TestTokenHelp(t *testing.T) {
 	assert.Empty(t, stdout)
 	assert.Contains(t, stderr, "-secret")
 	assert.Contains(t, stderr, "-channels")
+}
+
+func TestTokenRejectsInvalidChannels(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := mintToken([]string{"--secret", tokenTestSecret, "--sub", "alice", "--channels", "room,bad\u0001name"}, &stdout, &stderr,
+		func(string) (string, bool) { return "", false })
+
+	require.Equal(t, 2, code)
+	require.Empty(t, stdout.String())
+	require.Contains(t, stderr.String(), "invalid value for --channels")
 }
