@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/websocket"
 )
@@ -62,10 +64,16 @@ type HandshakeError struct {
 	URL        string
 	StatusCode int    // HTTP status code of the response
 	Status     string // HTTP status line, such as "401 Unauthorized"
+	// Reason is the first line of the response body, such as the node's
+	// "unauthorized: invalid token: token is expired", cut to 200 bytes.
+	Reason string
 }
 
-// Error names the URL and the HTTP status.
+// Error names the URL, the HTTP status and the server's reason.
 func (e *HandshakeError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("websocket handshake with %s failed: HTTP %s: %s", e.URL, e.Status, e.Reason)
+	}
 	return fmt.Sprintf("websocket handshake with %s failed: HTTP %s", e.URL, e.Status)
 }
 
@@ -76,5 +84,11 @@ func (e *HandshakeError) Unwrap() error {
 
 // newHandshakeError builds a HandshakeError from a handshake response.
 func newHandshakeError(url string, resp *http.Response) *HandshakeError {
-	return &HandshakeError{URL: url, StatusCode: resp.StatusCode, Status: resp.Status}
+	e := &HandshakeError{URL: url, StatusCode: resp.StatusCode, Status: resp.Status}
+	if resp.Body != nil {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		line, _, _ := strings.Cut(string(body), "\n")
+		e.Reason = strings.TrimSpace(line)
+	}
+	return e
 }

@@ -437,6 +437,7 @@ func TestAuthClientPackageToken(t *testing.T) {
 	var handshake *client.HandshakeError
 	require.ErrorAs(t, err, &handshake)
 	assert.Equal(t, http.StatusUnauthorized, handshake.StatusCode)
+	assert.Contains(t, handshake.Reason, "missing token", "the server's reason reaches the client")
 
 	c, err := client.Dial(ctx, n.wsURL, client.Options{Token: authHS256(t, jwt.MapClaims{"sub": "alice", "channels": []string{"room"}})})
 	require.NoError(t, err)

@@ -160,9 +160,9 @@ func (cmd *clientCmd) describeDialError(err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("timed out after %s; check --url, or raise --timeout", cmd.timeout)
 	case errors.As(err, &handshake) && (handshake.StatusCode == 401 || handshake.StatusCode == 403):
-		return fmt.Sprintf("HTTP %s; pass a valid token with --token or WSCLUSTER_TOKEN", handshake.Status)
+		return fmt.Sprintf("HTTP %s: %s; pass a valid token with --token or WSCLUSTER_TOKEN", handshake.Status, handshake.Reason)
 	case errors.As(err, &handshake):
-		return fmt.Sprintf("HTTP %s; check that --url points to a node's /ws endpoint", handshake.Status)
+		return fmt.Sprintf("HTTP %s: %s; check that --url points to a node's /ws endpoint", handshake.Status, handshake.Reason)
 	default:
 		return fmt.Sprintf("%v; check --url", err)
 	}
