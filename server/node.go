@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wscluster/wscluster/auth"
 	"github.com/wscluster/wscluster/backplane"
 	"github.com/wscluster/wscluster/config"
 	"github.com/wscluster/wscluster/metrics"
@@ -87,11 +88,23 @@ func New(cfg config.Node, log *slog.Logger) (*Node, error) {
 		log.Info("access control on: clients need a token", "algorithm", verifier.Algorithm())
 	}
 
-	n.ws = NewHandler(HandlerConfig{
+	n.ws = n.newHandler(ids, verifier)
+	n.ws.Attach(n.pubsub)
+	n.ws.Attach(n.presence)
+	eng.attach(n.pubsub)
+	eng.attach(n.presence)
+	n.mux = n.routes()
+	return n, nil
+}
+
+// newHandler builds the WebSocket endpoint from the node's configuration.
+func (n *Node) newHandler(ids *backplane.IDs, verifier *auth.Verifier) *Handler {
+	cfg := n.cfg
+	return NewHandler(HandlerConfig{
 		Verifier:       verifier,
 		IDs:            ids,
 		Metrics:        n.metrics,
-		Logger:         log,
+		Logger:         n.log,
 		AllowedOrigins: cfg.AllowedOrigins,
 		PingInterval:   cfg.PingInterval,
 		Conn: wsconn.Config{
@@ -104,12 +117,6 @@ func New(cfg config.Node, log *slog.Logger) (*Node, error) {
 			},
 		},
 	})
-	n.ws.Attach(n.pubsub)
-	n.ws.Attach(n.presence)
-	eng.attach(n.pubsub)
-	eng.attach(n.presence)
-	n.mux = n.routes()
-	return n, nil
 }
 
 func (n *Node) routes() *http.ServeMux {
