@@ -269,6 +269,9 @@ func (c *Cluster) Publish(ctx context.Context, msg backplane.Message) error {
 	case <-taken:
 		return nil
 	case <-ctx.Done():
+		// NOTE: the queued publish still runs when the loop gets to it, so
+		// a publish that timed out here may be delivered after all. The
+		// loop only falls that far behind when the node is overloaded.
 		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
 	}
 }
