@@ -258,22 +258,32 @@ func (c *Cluster) Publish(ctx context.Context, msg backplane.Message) error {
 	if !c.started.Load() {
 		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrNotStarted)
 	}
-	taken := make(chan struct{})
+
+	// The loop and a caller that gives up race for the publish: exactly one
+	// of them wins, so a publish reported as not taken never goes out.
+	const pending, taken, abandoned = 0, 1, 2
+	var state atomic.Int32
+	done := make(chan struct{})
 	if !c.submit(func(now time.Time) {
-		c.node.Publish(now, msg)
-		close(taken)
+		if state.CompareAndSwap(pending, taken) {
+			c.node.Publish(now, msg)
+		}
+		close(done)
 	}) {
 		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrClosed)
 	}
 	select {
-	case <-taken:
-		return nil
+	case <-done:
 	case <-ctx.Done():
-		// NOTE: the queued publish still runs when the loop gets to it, so
-		// a publish that timed out here may be delivered after all. The
-		// loop only falls that far behind when the node is overloaded.
+		if state.CompareAndSwap(pending, abandoned) {
+			return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
+		}
+		<-done
+	}
+	if state.Load() != taken {
 		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
 	}
+	return nil
 }
 
 // DeliversOwnPublishes implements backplane.Backplane.
