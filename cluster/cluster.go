@@ -198,6 +198,15 @@ func (c *Cluster) Start() error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("cluster: Start called twice")
 	}
+	// Members that joined before Start belong in the first full syncs.
+	// Changes queued meanwhile are applied after this snapshot, and a join
+	// or leave applied twice leaves the same entries.
+	if c.presence != nil {
+		for _, e := range c.presence.LocalEntries() {
+			c.node.PresenceChanged(backplane.PresenceDelta{Op: backplane.PresenceJoin, Entry: e})
+		}
+		c.node.Drain()
+	}
 	if err := c.cfg.Transport.Start(c.events); err != nil {
 		return fmt.Errorf("start transport: %w", err)
 	}
