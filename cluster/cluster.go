@@ -43,6 +43,9 @@ const (
 	EventLinkUp EventKind = iota + 1
 	EventLinkDown
 	EventEnvelope
+	// EventEcho carries this node's own publish back from a broadcast
+	// backplane, for delivery under a total order.
+	EventEcho
 )
 
 // TransportEvent is one thing that happened on a transport. For one peer,
@@ -77,6 +80,21 @@ type Transport interface {
 	Close() error
 }
 
+// Readier is a Transport that knows whether it works at all, like a Redis
+// subscription whose own heartbeats come back. Such a transport alone
+// decides Ready, and a publish while it is not ready is rejected.
+type Readier interface {
+	Ready() bool
+}
+
+// Acknowledger is a Transport that learns when the medium accepted an
+// envelope, like Redis answering PUBLISH. Publish waits for that answer.
+type Acknowledger interface {
+	// Acknowledged waits until env, handed to Send, was accepted, and
+	// returns an error when it was rejected or ctx ended first.
+	Acknowledged(ctx context.Context, env *wire.Envelope) error
+}
+
 // Config configures a Cluster. Zero fields take the documented defaults.
 type Config struct {
 	// IDs supplies the node id, the incarnation and message ids. Required.
@@ -97,6 +115,13 @@ type Config struct {
 	// Defaults 65536 messages and 60s.
 	ReplayMaxMessages int
 	ReplayMaxAge      time.Duration
+	// Broadcast suits a Transport that reaches every node with one send:
+	// see core.Config.Broadcast. Sends with To core.Everyone go to all.
+	Broadcast bool
+	// TotalOrder delivers this node's own publishes only when the
+	// Transport echoes them (EventEcho), so every node sees one order per
+	// channel. It needs a Transport that echoes, like Redis.
+	TotalOrder bool
 	// LeaveGrace is how long Close waits, once the leave envelope is
 	// handed to the transport, before it closes the transport. Default
 	// 200ms.
@@ -122,7 +147,9 @@ type Cluster struct {
 	stop    chan struct{}
 	done    chan struct{}
 
-	ready     atomic.Bool
+	ready atomic.Bool
+	// lastEcho is the last own publish delivered as an echo (loop only).
+	lastEcho  uint64
 	connected atomic.Int64
 	// alive holds the peers heard within the peer timeout, for Peers.
 	aliveMu   sync.Mutex
@@ -161,6 +188,7 @@ func New(cfg Config) (*Cluster, error) {
 		PeerTimeout:       cfg.PeerTimeout,
 		ReplayMaxMessages: cfg.ReplayMaxMessages,
 		ReplayMaxAge:      cfg.ReplayMaxAge,
+		Broadcast:         cfg.Broadcast,
 	}, time.Now())
 	return c, nil
 }
@@ -234,9 +262,15 @@ func (c *Cluster) Close() error {
 	return err
 }
 
-// Ready reports whether the backplane works: no peer address is known, or
-// at least one peer was heard within the peer timeout.
-func (c *Cluster) Ready() bool { return c.ready.Load() }
+// Ready reports whether the backplane works. A Readier transport decides;
+// otherwise no peer address is known, or at least one peer was heard within
+// the peer timeout.
+func (c *Cluster) Ready() bool {
+	if r, ok := c.cfg.Transport.(Readier); ok {
+		return c.started.Load() && r.Ready()
+	}
+	return c.ready.Load()
+}
 
 // ConnectedPeerCount returns the number of peers heard within the peer
 // timeout.
@@ -267,36 +301,61 @@ func (c *Cluster) Publish(ctx context.Context, msg backplane.Message) error {
 	if !c.started.Load() {
 		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrNotStarted)
 	}
+	if r, ok := c.cfg.Transport.(Readier); ok && !r.Ready() {
+		return fmt.Errorf("%w: the transport is not ready", backplane.ErrUnavailable)
+	}
+	env, err := c.sequence(ctx, msg)
+	if err != nil {
+		return err
+	}
+	ack, ok := c.cfg.Transport.(Acknowledger)
+	if !ok {
+		return nil
+	}
 
+	// A publish the medium rejected is retracted from the replay buffer,
+	// so no later replay delivers what its publisher was told failed.
+	if err := ack.Acknowledged(ctx, env); err != nil {
+		c.submit(func(time.Time) { c.node.Retract(env.Seq) })
+		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// sequence hands msg to the core on the loop and returns the envelope the
+// core sent.
+func (c *Cluster) sequence(ctx context.Context, msg backplane.Message) (*wire.Envelope, error) {
 	// The loop and a caller that gives up race for the publish: exactly one
 	// of them wins, so a publish reported as not taken never goes out.
 	const pending, taken, abandoned = 0, 1, 2
 	var state atomic.Int32
+	var env *wire.Envelope
 	done := make(chan struct{})
 	if !c.submit(func(now time.Time) {
 		if state.CompareAndSwap(pending, taken) {
-			c.node.Publish(now, msg)
+			env = c.node.Publish(now, msg)
 		}
 		close(done)
 	}) {
-		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrClosed)
+		return nil, fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrClosed)
 	}
 	select {
 	case <-done:
 	case <-ctx.Done():
 		if state.CompareAndSwap(pending, abandoned) {
-			return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
+			return nil, fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
 		}
 		<-done
 	}
 	if state.Load() != taken {
-		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
 	}
-	return nil
+	return env, nil
 }
 
-// DeliversOwnPublishes implements backplane.Backplane.
-func (c *Cluster) DeliversOwnPublishes() bool { return false }
+// DeliversOwnPublishes implements backplane.Backplane. It is true under
+// TotalOrder, where own publishes arrive as echoes.
+func (c *Cluster) DeliversOwnPublishes() bool { return c.cfg.TotalOrder }
 
 // Subscribe implements backplane.Backplane. Every node sends every publish
 // to every peer it streams to, so delivery from each connected node is in

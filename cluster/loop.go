@@ -3,6 +3,8 @@ package cluster
 import (
 	"time"
 
+	"github.com/wscluster/wscluster/cluster/wire"
+
 	"github.com/wscluster/wscluster/cluster/core"
 )
 
@@ -82,7 +84,19 @@ func (c *Cluster) handleEvent(ev TransportEvent) {
 		c.node.LinkDown(ev.Peer, ev.Link)
 	case EventEnvelope:
 		c.node.Receive(now, ev.Peer, ev.Link, ev.Envelope)
+	case EventEcho:
+		c.deliverEcho(ev.Envelope)
 	}
+}
+
+// deliverEcho delivers this node's own publish under a total order, once:
+// a replay sent to another node can come back as a second echo.
+func (c *Cluster) deliverEcho(env *wire.Envelope) {
+	if !c.cfg.TotalOrder || env.Kind != wire.KindPublish || env.Seq <= c.lastEcho || c.messages == nil {
+		return
+	}
+	c.lastEcho = env.Seq
+	c.messages.Deliver(env.Message)
 }
 
 // carryOut sends the core's envelopes, applies its effects in order and
@@ -168,5 +182,9 @@ func (c *Cluster) count(k core.Counters) {
 func (c *Cluster) updateReady() {
 	alive := c.node.AlivePeerCount()
 	c.connected.Store(int64(alive))
+	if r, ok := c.cfg.Transport.(Readier); ok {
+		c.ready.Store(r.Ready())
+		return
+	}
 	c.ready.Store(c.cfg.Transport.KnownAddrCount() == 0 || alive > 0)
 }

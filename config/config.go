@@ -62,6 +62,20 @@ type Node struct {
 	// RedisChannel is the one Pub/Sub channel all nodes of the redis engine share.
 	RedisChannel string
 
+	// RedisTLS makes the Redis connection TLS; RedisTLSCA, RedisTLSCert and
+	// RedisTLSKey are its optional PEM files (a CA implies TLS).
+	RedisTLS     bool
+	RedisTLSCA   string
+	RedisTLSCert string
+	RedisTLSKey  string
+	// RedisSentinelAddrs and RedisSentinelMaster find the Redis primary
+	// through Sentinel; empty addresses mean a direct connection.
+	RedisSentinelAddrs  []string
+	RedisSentinelMaster string
+	// Ordering is "local" or "total" (redis engine): under total, a node
+	// delivers its own publishes only when Redis echoes them.
+	Ordering string
+
 	// HeartbeatInterval is the time between heartbeats a node sends to its peers.
 	HeartbeatInterval time.Duration
 	// PeerTimeout is the silence after which a peer is down. It is always greater
@@ -137,6 +151,7 @@ func defaults(host string) Node {
 		PeerExchange:      true,
 		RedisAddr:         "127.0.0.1:6379",
 		RedisChannel:      "wscluster",
+		Ordering:          "local",
 		HeartbeatInterval: time.Second,
 		PeerTimeout:       3 * time.Second,
 		MaxMessageBytes:   65536,
@@ -184,6 +199,13 @@ func (n Node) LogValue() slog.Value {
 		slog.String("redis_username", n.RedisUsername),
 		slog.String("redis_password", redact(n.RedisPassword)),
 		slog.String("redis_channel", n.RedisChannel),
+		slog.Bool("redis_tls", n.RedisTLS),
+		slog.String("redis_tls_ca", n.RedisTLSCA),
+		slog.String("redis_tls_cert", n.RedisTLSCert),
+		slog.String("redis_tls_key", n.RedisTLSKey),
+		slog.Any("redis_sentinel_addrs", n.RedisSentinelAddrs),
+		slog.String("redis_sentinel_master", n.RedisSentinelMaster),
+		slog.String("ordering", n.Ordering),
 		slog.Duration("heartbeat_interval", n.HeartbeatInterval),
 		slog.Duration("peer_timeout", n.PeerTimeout),
 		slog.Int("max_message_bytes", n.MaxMessageBytes),

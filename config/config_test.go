@@ -203,6 +203,7 @@ func TestParseEnvWhenFlagAbsent(t *testing.T) {
 		RedisUsername:     "user",
 		RedisPassword:     "pw",
 		RedisChannel:      "chan",
+		Ordering:          "local",
 		HeartbeatInterval: 2 * time.Second,
 		PeerTimeout:       6 * time.Second,
 		MaxMessageBytes:   1024,

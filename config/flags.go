@@ -97,6 +97,27 @@ var options = []option{
 	{name: "redis-channel", arg: "NAME",
 		usage:   "redis: the one Pub/Sub channel all nodes share",
 		binding: stringBinding(func(n *Node) *string { return &n.RedisChannel }, checkChannel)},
+	{name: "redis-tls",
+		usage:   "redis: connect to Redis over TLS, verifying its certificate against the system roots or --redis-tls-ca",
+		binding: boolBinding(func(n *Node) *bool { return &n.RedisTLS })},
+	{name: "redis-tls-ca", arg: "FILE", defaultText: "the system roots",
+		usage:   "redis: PEM file of the CA that signed the Redis server's certificate; implies --redis-tls",
+		binding: stringBinding(func(n *Node) *string { return &n.RedisTLSCA }, checkNoControl)},
+	{name: "redis-tls-cert", arg: "FILE", defaultText: "empty",
+		usage:   "redis: PEM client certificate for Redis servers that require one; needs --redis-tls-key",
+		binding: stringBinding(func(n *Node) *string { return &n.RedisTLSCert }, checkNoControl)},
+	{name: "redis-tls-key", arg: "FILE", defaultText: "empty",
+		usage:   "redis: PEM private key of --redis-tls-cert",
+		binding: stringBinding(func(n *Node) *string { return &n.RedisTLSKey }, checkNoControl)},
+	{name: "redis-sentinel-addrs", arg: "LIST", defaultText: "empty",
+		usage:   "redis: comma-separated host:port addresses of Redis Sentinels; when set, the node finds the primary through them and follows a failover, and --redis-addr is ignored",
+		binding: sentinelBinding()},
+	{name: "redis-sentinel-master", arg: "NAME", defaultText: "empty",
+		usage:   "redis: name of the primary the Sentinels monitor; required with --redis-sentinel-addrs",
+		binding: stringBinding(func(n *Node) *string { return &n.RedisSentinelMaster }, checkNoControl)},
+	{name: "ordering", arg: "MODE",
+		usage:   "redis: local (a node delivers its own publishes at once) or total (only when Redis echoes them, so every node sees one order per channel)",
+		binding: enumBinding(func(n *Node) *string { return &n.Ordering }, "local", "total")},
 	{name: "heartbeat-interval", arg: "DURATION",
 		usage:   "time between the heartbeats this node sends to its peers, as a Go duration such as 1s or 500ms",
 		binding: durationBinding(func(n *Node) *time.Duration { return &n.HeartbeatInterval })},
@@ -275,6 +296,24 @@ func peersBinding() binding {
 
 			n.Peers = peers
 
+			return nil
+		},
+	}
+}
+
+func sentinelBinding() binding {
+	return binding{
+		get: func(n Node) string { return strings.Join(n.RedisSentinelAddrs, ",") },
+		set: func(n *Node, value string) error {
+			entries := splitList(value)
+			var addrs []string
+			for _, entry := range entries {
+				if err := checkDialAddr(entry); err != nil {
+					return entryError(entries, entry, err)
+				}
+				addrs = appendNew(addrs, entry)
+			}
+			n.RedisSentinelAddrs = addrs
 			return nil
 		},
 	}

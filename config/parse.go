@@ -225,6 +225,19 @@ func checkCombinations(n Node, explicit sources) error {
 			errors.New("want all three of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca, or none"))
 	}
 
+	if len(n.RedisSentinelAddrs) > 0 && n.RedisSentinelMaster == "" {
+		return explicit.conflictError("redis-sentinel-master", n,
+			errors.New("want the name of the monitored primary, because --redis-sentinel-addrs is set"))
+	}
+	if (n.RedisTLSCert == "") != (n.RedisTLSKey == "") {
+		name := "redis-tls-key"
+		if n.RedisTLSCert == "" {
+			name = "redis-tls-cert"
+		}
+		return explicit.conflictError(name, n,
+			errors.New("want both --redis-tls-cert and --redis-tls-key, or neither"))
+	}
+
 	if n.TokenHMACSecret != "" && n.TokenPublicKey != "" {
 		return explicit.conflictError("token-public-key", n,
 			errors.New("want only one of --token-hmac-secret and --token-public-key, because a node verifies tokens with one key"))

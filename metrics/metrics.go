@@ -48,6 +48,14 @@ type Metrics struct {
 	MessagesReplayed      prometheus.Counter
 	ReplayLosses          prometheus.Counter
 	PresenceSyncEntries   *prometheus.CounterVec
+
+	// Redis backplane collectors.
+	RedisReconnects    prometheus.Counter
+	RedisResubscribes  prometheus.Counter
+	RedisPublishErrors prometheus.Counter
+	RedisEchoDrops     prometheus.Counter
+	RedisMessagesIn    prometheus.Counter
+	RedisMessagesOut   prometheus.Counter
 }
 
 // New creates the collectors and registers them in a new registry.
@@ -100,6 +108,11 @@ func New() *Metrics {
 		}, []string{"kind"}),
 	}
 	m.addCluster()
+	m.addRedis()
+	m.Registry.MustRegister(
+		m.RedisReconnects, m.RedisResubscribes, m.RedisPublishErrors,
+		m.RedisEchoDrops, m.RedisMessagesIn, m.RedisMessagesOut,
+	)
 	m.Registry.MustRegister(
 		m.PeerEnvelopesSent, m.PeerEnvelopesReceived, m.PeerReconnects, m.PeerLinkRejects,
 		m.PeerEvents, m.PeerQueueOverflows, m.DuplicatesDropped, m.ReplayRequests,
@@ -153,4 +166,23 @@ func (m *Metrics) addCluster() {
 	m.PresenceSyncEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wscluster_presence_sync_entries_total", Help: "Presence entries sent or received in full syncs, by direction.",
 	}, []string{"direction"})
+}
+
+// addRedis creates the collectors of the Redis backplane.
+func (m *Metrics) addRedis() {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m.RedisReconnects = counter("wscluster_redis_reconnects_total",
+		"Redis subscriptions opened again after a connection loss or a stall.")
+	m.RedisResubscribes = counter("wscluster_redis_resubscribes_total",
+		"SUBSCRIBE confirmations from Redis, the first one included.")
+	m.RedisPublishErrors = counter("wscluster_redis_publish_errors_total",
+		"PUBLISH commands that Redis rejected or that failed.")
+	m.RedisEchoDrops = counter("wscluster_redis_echo_drops_total",
+		"This node's own messages received back from Redis and not delivered again.")
+	m.RedisMessagesIn = counter("wscluster_redis_messages_in_total",
+		"Messages received on the Redis channel, own echoes included.")
+	m.RedisMessagesOut = counter("wscluster_redis_messages_out_total",
+		"Messages published to the Redis channel.")
 }

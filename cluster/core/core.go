@@ -36,7 +36,16 @@ type Config struct {
 	// SyncChunkBytes bounds the entry bytes of one presence sync chunk, so
 	// every chunk fits a peer frame. Default 32 KiB.
 	SyncChunkBytes int
+	// Broadcast makes publishes, presence deltas, heartbeats and the leave
+	// one Send to Everyone, for a backplane that reaches every node with one
+	// message (Redis Pub/Sub). They go out even with no peer known, so a
+	// node hears its own heartbeats and new nodes hear the others. Hello,
+	// syncs and replays stay addressed to one peer.
+	Broadcast bool
 }
+
+// Everyone is the To of a Send meant for every node, in Broadcast mode.
+const Everyone = ""
 
 func (c *Config) setDefaults() {
 	if c.HeartbeatInterval <= 0 {
@@ -115,13 +124,30 @@ func (n *Node) effect(e Effect) {
 }
 
 // Publish sequences a local publish, keeps it for replay and sends it to
-// every peer that is streaming.
-func (n *Node) Publish(now time.Time, msg backplane.Message) {
+// every peer that is streaming. It returns the envelope it sent.
+func (n *Node) Publish(now time.Time, msg backplane.Message) *wire.Envelope {
 	n.seq++
 	n.replay.add(replayItem{seq: n.seq, at: now, msg: msg})
 	env := &wire.Envelope{Kind: wire.KindPublish, Seq: n.seq, Message: msg}
+	n.fanOut(env, func(p *peer) bool { return p.streaming })
+	return env
+}
+
+// Retract removes a publish from the replay buffer, so that it is never
+// replayed: its live send failed and its publisher was told so.
+func (n *Node) Retract(seq uint64) {
+	n.replay.retract(seq)
+}
+
+// fanOut sends env once to Everyone in Broadcast mode, else to every peer
+// for which want is true.
+func (n *Node) fanOut(env *wire.Envelope, want func(*peer) bool) {
+	if n.cfg.Broadcast {
+		n.send(Everyone, env)
+		return
+	}
 	for _, id := range n.sortedPeerIDs() {
-		if n.peers[id].streaming {
+		if want(n.peers[id]) {
 			n.send(id, env)
 		}
 	}
@@ -138,22 +164,15 @@ func (n *Node) PresenceChanged(delta backplane.PresenceDelta) {
 		delete(n.local, key)
 	}
 	env := &wire.Envelope{Kind: wire.KindPresence, Deltas: []backplane.PresenceDelta{delta}}
-	for _, id := range n.sortedPeerIDs() {
-		if n.peers[id].linked {
-			n.send(id, env)
-		}
-	}
+	n.fanOut(env, isLinked)
 }
+
+func isLinked(p *peer) bool { return p.linked }
 
 // Leave tells every linked peer that this node is shutting down, so they
 // purge its presence entries at once.
 func (n *Node) Leave() {
-	env := &wire.Envelope{Kind: wire.KindLeave}
-	for _, id := range n.sortedPeerIDs() {
-		if n.peers[id].linked {
-			n.send(id, env)
-		}
-	}
+	n.fanOut(&wire.Envelope{Kind: wire.KindLeave}, isLinked)
 }
 
 // Tick sends heartbeats when due, declares silent peers down and ages the
@@ -162,12 +181,7 @@ func (n *Node) Leave() {
 func (n *Node) Tick(now time.Time) {
 	if !now.Before(n.nextHeartbeat) {
 		n.nextHeartbeat = now.Add(n.cfg.HeartbeatInterval)
-		env := &wire.Envelope{Kind: wire.KindHeartbeat}
-		for _, id := range n.sortedPeerIDs() {
-			if n.peers[id].linked {
-				n.send(id, env)
-			}
-		}
+		n.fanOut(&wire.Envelope{Kind: wire.KindHeartbeat}, isLinked)
 	}
 	for _, id := range n.sortedPeerIDs() {
 		p := n.peers[id]

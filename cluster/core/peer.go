@@ -207,10 +207,15 @@ func (n *Node) resume(p *peer, hello *wire.Envelope) {
 		n.out.Counters.ReplayRequests++
 		n.out.Counters.ReplayLosses += int(lost)
 	}
+	replayed := 0
 	for _, item := range items {
+		if item.retracted {
+			continue
+		}
 		n.send(p.id, &wire.Envelope{Kind: wire.KindPublish, Seq: item.seq, Message: item.msg})
+		replayed++
 	}
-	n.out.Counters.MessagesReplayed += len(items)
+	n.out.Counters.MessagesReplayed += replayed
 	p.streaming = true
 }
 

@@ -12,6 +12,8 @@ type replayItem struct {
 	seq uint64
 	at  time.Time
 	msg backplane.Message
+	// retracted publishes are never replayed.
+	retracted bool
 }
 
 // replayBuffer keeps this node's recent publishes in sequence order, bounded
@@ -27,6 +29,16 @@ func (b *replayBuffer) add(item replayItem) {
 	b.items = append(b.items, item)
 	if len(b.items) > b.maxItems {
 		b.drop(len(b.items) - b.maxItems)
+	}
+}
+
+// retract marks the item with sequence number seq, if still kept.
+func (b *replayBuffer) retract(seq uint64) {
+	if len(b.items) == 0 || seq < b.items[0].seq {
+		return
+	}
+	if i := int(seq - b.items[0].seq); i < len(b.items) {
+		b.items[i].retracted = true
 	}
 }
 

@@ -99,25 +99,27 @@ type staleEnvelope struct {
 }
 
 type sim struct {
-	stale    []staleEnvelope
-	steps    int
-	crashes  []crashRecord
-	t        *testing.T
-	seed     uint64
-	rng      *rand.Rand
-	now      time.Time
-	nodes    map[string]*simNode
-	ids      []string
-	links    map[pair]*simLink
-	cut      map[pair]bool
-	linkSeq  uint64
-	msgs     []published
-	failures []string
+	broadcast bool
+	stale     []staleEnvelope
+	steps     int
+	crashes   []crashRecord
+	t         *testing.T
+	seed      uint64
+	rng       *rand.Rand
+	now       time.Time
+	nodes     map[string]*simNode
+	ids       []string
+	links     map[pair]*simLink
+	cut       map[pair]bool
+	linkSeq   uint64
+	msgs      []published
+	failures  []string
 }
 
-func newSim(t *testing.T, seed uint64, nodes int) *sim {
+func newSim(t *testing.T, seed uint64, nodes int, broadcast bool) *sim {
 	s := &sim{
-		t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		broadcast: broadcast,
+		t:         t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now:   time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		nodes: map[string]*simNode{}, links: map[pair]*simLink{}, cut: map[pair]bool{},
 	}
@@ -138,7 +140,7 @@ func (s *sim) start(id string) {
 	n := &simNode{
 		id: id, inc: inc, started: s.now, running: true,
 		core: New(Config{NodeID: id, Incarnation: inc, HeartbeatInterval: simHeartbeat, PeerTimeout: simTimeout,
-			ReplayMaxAge: 10 * time.Minute, SyncChunkBytes: 200}, s.now),
+			ReplayMaxAge: 10 * time.Minute, SyncChunkBytes: 200, Broadcast: s.broadcast}, s.now),
 		local: map[chanConn]backplane.PresenceEntry{}, roster: map[string]map[chanConn]backplane.PresenceEntry{},
 		delivered: map[string]int{}, lastSeq: map[string]uint64{},
 	}
@@ -207,6 +209,16 @@ func (s *sim) connect() {
 func (s *sim) flush(n *simNode) {
 	out := n.core.Drain()
 	for _, send := range out.Sends {
+		if send.To == Everyone {
+			// A broadcast reaches every node linked to the sender.
+			for p, l := range s.links {
+				if p.a == n.id || p.b == n.id {
+					to := other(p, n.id)
+					l.queues[to] = append(l.queues[to], send.Envelope)
+				}
+			}
+			continue
+		}
 		if l := s.links[orderedPair(n.id, send.To)]; l != nil {
 			l.queues[send.To] = append(l.queues[send.To], send.Envelope)
 		}
@@ -466,7 +478,8 @@ func (s *sim) checkRosters() {
 }
 
 func runSim(t *testing.T, seed uint64, steps int) []string {
-	s := newSim(t, seed, 3+int(seed%3))
+	// Odd seeds run in Broadcast mode, as over Redis, even seeds as a mesh.
+	s := newSim(t, seed, 3+int(seed%3), seed%2 == 1)
 	for range steps {
 		s.step()
 	}

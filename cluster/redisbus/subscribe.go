@@ -1,0 +1,195 @@
+package redisbus
+
+import (
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wscluster/wscluster/cluster"
+	"github.com/wscluster/wscluster/cluster/wire"
+)
+
+// subscribeLoop keeps one subscription open for the life of the transport.
+// A subscription that fails, or stays silent for two heartbeat intervals
+// although this node's own heartbeats should come back, is closed and
+// opened again, with a backoff capped at the heartbeat interval.
+func (t *Transport) subscribeLoop() {
+	defer t.wg.Done()
+	backoff := 50 * time.Millisecond
+	for t.ctx.Err() == nil {
+		err := t.runSubscription()
+		t.lostSubscription(err)
+		if t.ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, t.cfg.HeartbeatInterval)
+	}
+}
+
+// runSubscription subscribes and reads until the subscription fails or
+// stalls.
+func (t *Transport) runSubscription() error {
+	ps := t.client.Subscribe(t.ctx, t.cfg.Channel)
+	defer ps.Close()
+	stall := 2 * t.cfg.HeartbeatInterval
+	lastHeard := time.Now()
+	for {
+		msg, err := ps.ReceiveTimeout(t.ctx, t.cfg.HeartbeatInterval)
+		var timeout interface{ Timeout() bool }
+		switch {
+		case err != nil && errors.As(err, &timeout) && timeout.Timeout():
+			if time.Since(lastHeard) > stall {
+				return errors.New("no message, not even this node's own heartbeat, within two heartbeat intervals")
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		lastHeard = time.Now()
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				t.subscribedAgain()
+			}
+		case *redis.Message:
+			t.receive([]byte(m.Payload))
+		}
+	}
+}
+
+// subscribedAgain starts a new session: every known peer gets a new link,
+// so the core exchanges Hello, replay and a full sync with it, because
+// whatever was published while this node was not subscribed is lost.
+func (t *Transport) subscribedAgain() {
+	t.cfg.Metrics.RedisResubscribes.Inc()
+	t.mu.Lock()
+	t.session = newSession()
+	t.subscribed = true
+	// An echo of the last session proves nothing about this one.
+	t.lastEcho = time.Time{}
+	relink := t.relinkAllLocked()
+	t.mu.Unlock()
+	t.log.Info("subscribed to the redis channel", "channel", t.cfg.Channel)
+	for _, ev := range relink {
+		t.emit(ev)
+	}
+}
+
+// relinkAllLocked replaces the link of every known peer and returns the
+// events that say so.
+func (t *Transport) relinkAllLocked() []cluster.TransportEvent {
+	var out []cluster.TransportEvent
+	for id, p := range t.peers {
+		if p.linked {
+			out = append(out, cluster.TransportEvent{Kind: cluster.EventLinkDown, Peer: id, Link: p.link})
+		}
+		t.linkSeq++
+		p.link, p.linked = t.linkSeq, true
+		out = append(out, cluster.TransportEvent{Kind: cluster.EventLinkUp, Peer: id, Link: p.link, Incarnation: p.incarnation})
+	}
+	return out
+}
+
+// lostSubscription marks the node not ready and every link down; the next
+// confirmed SUBSCRIBE brings new links.
+func (t *Transport) lostSubscription(err error) {
+	if t.ctx.Err() != nil {
+		return
+	}
+	t.cfg.Metrics.RedisReconnects.Inc()
+	t.logRepeated("redis subscription lost; subscribing again", err)
+	t.mu.Lock()
+	t.subscribed = false
+	var down []cluster.TransportEvent
+	for id, p := range t.peers {
+		if p.linked {
+			p.linked = false
+			down = append(down, cluster.TransportEvent{Kind: cluster.EventLinkDown, Peer: id, Link: p.link})
+		}
+	}
+	t.mu.Unlock()
+	for _, ev := range down {
+		t.emit(ev)
+	}
+}
+
+// receive handles one message of the channel.
+func (t *Transport) receive(payload []byte) {
+	t.cfg.Metrics.RedisMessagesIn.Inc()
+	if len(payload) > t.cfg.MaxFrameBytes {
+		t.cfg.Metrics.PeerLinkRejects.WithLabelValues("oversized").Inc()
+		t.logRepeated("dropping an oversized message from the redis channel", nil)
+		return
+	}
+	h, env, err := decodeMessage(payload)
+	if err != nil {
+		t.cfg.Metrics.PeerLinkRejects.WithLabelValues("malformed").Inc()
+		t.logRepeated("dropping a malformed message from the redis channel", err)
+		return
+	}
+	if env.Origin == t.cfg.NodeID {
+		t.receiveOwn(h, env)
+		return
+	}
+	if h.to != "" && h.to != t.cfg.NodeID {
+		return
+	}
+	for _, ev := range t.linkFor(env.Origin, env.Incarnation, h.session) {
+		t.emit(ev)
+	}
+	t.mu.Lock()
+	link := t.peers[env.Origin].link
+	t.mu.Unlock()
+	t.cfg.Metrics.PeerEnvelopesReceived.WithLabelValues(env.Origin, env.Kind.String()).Inc()
+	t.emit(cluster.TransportEvent{Kind: cluster.EventEnvelope, Peer: env.Origin, Link: link, Envelope: env})
+}
+
+// receiveOwn handles this node's own message coming back: a heartbeat of
+// the current session proves the subscription works, and a publish is
+// handed on for delivery under a total order.
+func (t *Transport) receiveOwn(h header, env *wire.Envelope) {
+	t.cfg.Metrics.RedisEchoDrops.Inc()
+	if env.Incarnation != t.cfg.Incarnation {
+		t.log.Error("another node uses this node's id; give each node a unique --node-id", "incarnation", env.Incarnation)
+		return
+	}
+	t.mu.Lock()
+	current := h.session == t.session
+	if current && env.Kind == wire.KindHeartbeat {
+		t.lastEcho = time.Now()
+	}
+	t.mu.Unlock()
+	if env.Kind == wire.KindPublish && h.to == "" {
+		t.emit(cluster.TransportEvent{Kind: cluster.EventEcho, Peer: t.cfg.NodeID, Envelope: env})
+	}
+}
+
+// linkFor returns the events that bring the link to node id up to date: a
+// first link, or a new one when the node restarted (new incarnation) or
+// subscribed again (new session).
+func (t *Transport) linkFor(id string, incarnation, session uint64) []cluster.TransportEvent {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[id]
+	if p != nil && p.linked && p.incarnation == incarnation && p.session == session {
+		p.lastHeard = time.Now()
+		return nil
+	}
+	var out []cluster.TransportEvent
+	if p == nil {
+		p = &peerLink{addr: "redis:" + t.cfg.Channel}
+		t.peers[id] = p
+	} else if p.linked {
+		out = append(out, cluster.TransportEvent{Kind: cluster.EventLinkDown, Peer: id, Link: p.link})
+	}
+	t.linkSeq++
+	p.incarnation, p.session, p.link, p.linked = incarnation, session, t.linkSeq, true
+	p.lastHeard = time.Now()
+	return append(out, cluster.TransportEvent{Kind: cluster.EventLinkUp, Peer: id, Link: p.link, Incarnation: incarnation})
+}
