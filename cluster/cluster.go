@@ -140,12 +140,13 @@ type Cluster struct {
 	messages backplane.MessageHandler
 	presence backplane.PresenceHandler
 
-	inboxMu sync.Mutex
-	inbox   []input
-	wake    chan struct{}
-	events  chan TransportEvent
-	stop    chan struct{}
-	done    chan struct{}
+	inboxMu     sync.Mutex
+	inbox       []input
+	inboxClosed bool
+	wake        chan struct{}
+	events      chan TransportEvent
+	stop        chan struct{}
+	done        chan struct{}
 
 	ready atomic.Bool
 	// lastEcho is the last own publish delivered as an echo (loop only).
@@ -236,6 +237,8 @@ func (c *Cluster) Start() error {
 		c.node.Drain()
 	}
 	if err := c.cfg.Transport.Start(c.events); err != nil {
+		// No loop runs, so Close must not wait for one.
+		c.started.Store(false)
 		return fmt.Errorf("start transport: %w", err)
 	}
 	c.updateReady()

@@ -12,12 +12,11 @@ import (
 // hold locks of their own, like the presence protocol, never wait here. It
 // returns false after Close.
 func (c *Cluster) submit(in input) bool {
-	select {
-	case <-c.stop:
-		return false
-	default:
-	}
 	c.inboxMu.Lock()
+	if c.inboxClosed {
+		c.inboxMu.Unlock()
+		return false
+	}
 	c.inbox = append(c.inbox, in)
 	c.inboxMu.Unlock()
 	select {
@@ -37,7 +36,11 @@ func (c *Cluster) loop() {
 		select {
 		case <-c.stop:
 			// The last inputs, such as the leave from Close, still go
-			// out; nothing after them does.
+			// out. The inbox closes first, so no input is accepted that
+			// would never run.
+			c.inboxMu.Lock()
+			c.inboxClosed = true
+			c.inboxMu.Unlock()
 			c.runInbox()
 			c.carryOut()
 			return

@@ -87,6 +87,8 @@ type Node struct {
 	syncID uint64
 
 	peers map[string]*peer
+	// left is set by Leave; nothing is sent after it.
+	left bool
 	// nextHeartbeat is when the next heartbeat goes out.
 	nextHeartbeat time.Time
 
@@ -114,6 +116,11 @@ func (n *Node) Drain() Output {
 }
 
 func (n *Node) send(to string, env *wire.Envelope) {
+	if n.left {
+		// After the leave, a heartbeat or a sync would make the peers
+		// count this node alive again and keep its members.
+		return
+	}
 	env.Origin = n.cfg.NodeID
 	env.Incarnation = n.cfg.Incarnation
 	n.out.Sends = append(n.out.Sends, Send{To: to, Envelope: env})
@@ -173,6 +180,7 @@ func isLinked(p *peer) bool { return p.linked }
 // purge its presence entries at once.
 func (n *Node) Leave() {
 	n.fanOut(&wire.Envelope{Kind: wire.KindLeave}, isLinked)
+	n.left = true
 }
 
 // Tick sends heartbeats when due, declares silent peers down and ages the

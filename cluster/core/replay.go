@@ -23,6 +23,8 @@ type replayBuffer struct {
 	items    []replayItem
 	maxItems int
 	maxAge   time.Duration
+	// droppedUpTo is the publish time of the newest item dropped so far.
+	droppedUpTo time.Time
 }
 
 func (b *replayBuffer) add(item replayItem) {
@@ -58,6 +60,7 @@ func (b *replayBuffer) drop(n int) {
 	if n <= 0 {
 		return
 	}
+	b.droppedUpTo = b.items[n-1].at
 	clear(b.items[:n])
 	b.items = b.items[n:]
 	if cap(b.items) > 64 && len(b.items) < cap(b.items)/4 {
@@ -74,7 +77,11 @@ func (b *replayBuffer) since(from uint64, notBefore time.Time) (items []replayIt
 	}
 	first := b.items[0].seq
 	if from < first {
-		lost = first - from
+		// Dropped items all older than notBefore were not wanted anyway,
+		// as from a node that started after them, so they are no loss.
+		if !b.droppedUpTo.Before(notBefore) {
+			lost = first - from
+		}
 		from = first
 	}
 	start := int(from - first)
