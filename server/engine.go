@@ -7,6 +7,7 @@ import (
 	"github.com/wscluster/wscluster/backplane"
 	"github.com/wscluster/wscluster/cluster"
 	"github.com/wscluster/wscluster/cluster/mesh"
+	"github.com/wscluster/wscluster/cluster/redisbus"
 	"github.com/wscluster/wscluster/config"
 	"github.com/wscluster/wscluster/metrics"
 )
@@ -32,10 +33,56 @@ func newEngine(cfg config.Node, ids *backplane.IDs, m *metrics.Metrics, log *slo
 		return &engine{Backplane: local, attach: local.Attach, start: func() error { return nil }, close: func() error { return nil }}, nil
 	case "mesh":
 		return newMeshEngine(cfg, ids, m, log)
+	case "redis":
+		return newRedisEngine(cfg, ids, m, log)
 	default:
-		// TODO: the redis engine plugs in here on the same cluster core.
-		return nil, fmt.Errorf("--engine %s: %w in this build; use --engine none or mesh", cfg.Engine, ErrEngineUnavailable)
+		return nil, fmt.Errorf("--engine %s: %w; use none, mesh or redis", cfg.Engine, ErrEngineUnavailable)
 	}
+}
+
+func newRedisEngine(cfg config.Node, ids *backplane.IDs, m *metrics.Metrics, log *slog.Logger) (*engine, error) {
+	log = log.With("engine", "redis")
+	busCfg := redisbus.Config{
+		NodeID:            cfg.NodeID,
+		Incarnation:       ids.Incarnation(),
+		Channel:           cfg.RedisChannel,
+		Addr:              cfg.RedisAddr,
+		Username:          cfg.RedisUsername,
+		Password:          cfg.RedisPassword,
+		SentinelAddrs:     cfg.RedisSentinelAddrs,
+		SentinelMaster:    cfg.RedisSentinelMaster,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		PeerTimeout:       cfg.PeerTimeout,
+		MaxFrameBytes:     cfg.MaxMessageBytes + envelopeOverhead,
+		Logger:            log,
+		Metrics:           m,
+	}
+	if cfg.RedisTLS || cfg.RedisTLSCA != "" || cfg.RedisTLSCert != "" {
+		tlsConfig, err := redisbus.LoadTLS(cfg.RedisTLSCA, cfg.RedisTLSCert, cfg.RedisTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --redis-tls-ca, --redis-tls-cert or --redis-tls-key: %w", err)
+		}
+		busCfg.TLS = tlsConfig
+	}
+	transport, err := redisbus.New(busCfg)
+	if err != nil {
+		return nil, fmt.Errorf("redis engine: %w", err)
+	}
+	c, err := cluster.New(cluster.Config{
+		IDs:               ids,
+		NodeID:            cfg.NodeID,
+		Transport:         transport,
+		Metrics:           m,
+		Logger:            log,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		PeerTimeout:       cfg.PeerTimeout,
+		Broadcast:         true,
+		TotalOrder:        cfg.Ordering == "total",
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &engine{Backplane: c, attach: c.Attach, start: c.Start, close: c.Close}, nil
 }
 
 func newMeshEngine(cfg config.Node, ids *backplane.IDs, m *metrics.Metrics, log *slog.Logger) (*engine, error) {
