@@ -3,18 +3,22 @@
 GO ?= go
 BIN := bin/wscluster
 
-.PHONY: build test test-short lint fuzz run clean
+.PHONY: build deps test test-short lint fuzz run clean
 
 ## build: compile the node binary into bin/wscluster
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/wscluster
 
-## test: vet, then run every test with the race detector
-test: lint
+## deps: install redis-server and redis-sentinel for the Redis engine tests
+deps:
+	./scripts/install-deps.sh
+
+## test: install the test dependencies, vet, then run every test with the race detector
+test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-short: the same tests without the race detector, for a quick loop
-test-short:
+test-short: deps
 	$(GO) test -count=1 ./...
 
 ## lint: go vet and a gofmt check

@@ -180,7 +180,7 @@ func (m *Metrics) addRedis() {
 	m.RedisPublishErrors = counter("wscluster_redis_publish_errors_total",
 		"PUBLISH commands that Redis rejected or that failed.")
 	m.RedisEchoDrops = counter("wscluster_redis_echo_drops_total",
-		"This node's own messages received back from Redis and not delivered again.")
+		"This node's own messages received back from Redis; under --ordering total its publishes among them are then delivered locally.")
 	m.RedisMessagesIn = counter("wscluster_redis_messages_in_total",
 		"Messages received on the Redis channel, own echoes included.")
 	m.RedisMessagesOut = counter("wscluster_redis_messages_out_total",

@@ -246,7 +246,7 @@ func TestServeBinary(t *testing.T) {
 	t.Run("flag beats variable", func(t *testing.T) { testServeFlagBeatsVariable(t, binary) })
 	t.Run("secrets stay out of output", func(t *testing.T) { testServeSecretsHidden(t, binary) })
 	t.Run("invalid secret is redacted", func(t *testing.T) { testServeInvalidSecretRedacted(t, binary) })
-	t.Run("unavailable engine exits 2", func(t *testing.T) { testServeEngineUnavailable(t, binary) })
+	t.Run("redis engine without redis serves but is not ready", func(t *testing.T) { testServeRedisDown(t, binary) })
 }
 
 func testServeSIGTERM(t *testing.T, binary string) {
@@ -411,14 +411,18 @@ func testServeInvalidSecretRedacted(t *testing.T, binary string) {
 	}
 }
 
-func testServeEngineUnavailable(t *testing.T, binary string) {
-	// Loopback addresses keep the process off other interfaces, should a
-	// later build start a Redis client here.
-	result := runServeBinary(t, binary, nil,
-		"--listen", freeLoopbackAddr(t), "--engine", "redis", "--redis-addr", freeLoopbackAddr(t))
+func testServeRedisDown(t *testing.T, binary string) {
+	// Nothing listens on the Redis address: the node must keep serving its
+	// clients, say on /readyz that its backplane is down, and stop on
+	// SIGTERM as usual.
+	addr := freeLoopbackAddr(t)
+	p := startServeBinary(t, binary, addr, nil,
+		"--listen", addr, "--engine", "redis", "--redis-addr", freeLoopbackAddr(t),
+		"--heartbeat-interval", "100ms", "--peer-timeout", "300ms")
 
-	assert.Equal(t, 2, result.code, "output:\n%s", result.stderr)
-	line := requireOneLine(t, result.stderr)
-	assert.Contains(t, line, "redis")
-	assert.Contains(t, line, "--engine none")
+	resp, err := http.Get("http://" + addr + "/readyz")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, 0, p.terminate(t), "output:\n%s", p.output)
 }
