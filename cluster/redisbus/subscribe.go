@@ -2,6 +2,7 @@ package redisbus
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -103,7 +104,11 @@ func (t *Transport) lostSubscription(err error) {
 		return
 	}
 	t.cfg.Metrics.RedisReconnects.Inc()
-	t.logRepeated("redis subscription lost; subscribing again", err)
+	if isAuthError(err) {
+		t.logRepeated("redis rejected the credentials; check --redis-username and --redis-password; retrying", err)
+	} else {
+		t.logRepeated("redis subscription lost; subscribing again", err)
+	}
 	t.mu.Lock()
 	t.subscribed = false
 	var down []cluster.TransportEvent
@@ -140,12 +145,10 @@ func (t *Transport) receive(payload []byte) {
 	if h.to != "" && h.to != t.cfg.NodeID {
 		return
 	}
-	for _, ev := range t.linkFor(env.Origin, env.Incarnation, h.session) {
+	events, link := t.linkFor(env.Origin, env.Incarnation, h.session)
+	for _, ev := range events {
 		t.emit(ev)
 	}
-	t.mu.Lock()
-	link := t.peers[env.Origin].link
-	t.mu.Unlock()
 	t.cfg.Metrics.PeerEnvelopesReceived.WithLabelValues(env.Origin, env.Kind.String()).Inc()
 	t.emit(cluster.TransportEvent{Kind: cluster.EventEnvelope, Peer: env.Origin, Link: link, Envelope: env})
 }
@@ -170,16 +173,16 @@ func (t *Transport) receiveOwn(h header, env *wire.Envelope) {
 	}
 }
 
-// linkFor returns the events that bring the link to node id up to date: a
-// first link, or a new one when the node restarted (new incarnation) or
-// subscribed again (new session).
-func (t *Transport) linkFor(id string, incarnation, session uint64) []cluster.TransportEvent {
+// linkFor returns the events that bring the link to node id up to date, and
+// the link's id: a first link, or a new one when the node restarted (new
+// incarnation) or subscribed again (new session).
+func (t *Transport) linkFor(id string, incarnation, session uint64) ([]cluster.TransportEvent, uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peers[id]
 	if p != nil && p.linked && p.incarnation == incarnation && p.session == session {
 		p.lastHeard = time.Now()
-		return nil
+		return nil, p.link
 	}
 	var out []cluster.TransportEvent
 	if p == nil {
@@ -191,5 +194,15 @@ func (t *Transport) linkFor(id string, incarnation, session uint64) []cluster.Tr
 	t.linkSeq++
 	p.incarnation, p.session, p.link, p.linked = incarnation, session, t.linkSeq, true
 	p.lastHeard = time.Now()
-	return append(out, cluster.TransportEvent{Kind: cluster.EventLinkUp, Peer: id, Link: p.link, Incarnation: incarnation})
+	return append(out, cluster.TransportEvent{Kind: cluster.EventLinkUp, Peer: id, Link: p.link, Incarnation: incarnation}), p.link
+}
+
+// isAuthError reports whether Redis rejected the credentials, which no
+// retry fixes until the configuration changes.
+func isAuthError(err error) bool {
+	if err == nil {
+		return false
+	}
+	text := err.Error()
+	return strings.Contains(text, "WRONGPASS") || strings.Contains(text, "NOAUTH") || strings.Contains(text, "NOPERM")
 }
