@@ -173,6 +173,10 @@ func newClient(cfg Config) redis.UniversalClient {
 			Password:      cfg.Password,
 			TLSConfig:     cfg.TLS,
 			MaxRetries:    -1,
+			// Without it go-redis ignores context deadlines and waits
+			// for its 5 s socket timeouts, so a publish to a paused
+			// Redis would not fail after the peer timeout.
+			ContextTimeoutEnabled: true,
 		})
 	}
 	return redis.NewClient(&redis.Options{
@@ -181,6 +185,8 @@ func newClient(cfg Config) redis.UniversalClient {
 		Password:   cfg.Password,
 		TLSConfig:  cfg.TLS,
 		MaxRetries: -1,
+		// See the failover client above.
+		ContextTimeoutEnabled: true,
 	})
 }
 

@@ -34,13 +34,19 @@ func (t *Transport) subscribeLoop() {
 }
 
 // runSubscription subscribes and reads until the subscription fails or
-// stalls.
+// stalls, or the transport closes.
 func (t *Transport) runSubscription() error {
 	ps := t.client.Subscribe(t.ctx, t.cfg.Channel)
 	defer ps.Close()
 	stall := 2 * t.cfg.HeartbeatInterval
 	lastHeard := time.Now()
 	for {
+		// ReceiveTimeout of go-redis v9.23 does not return when its
+		// context is canceled, so while other nodes keep the channel busy
+		// only this check lets Close end the loop.
+		if err := t.ctx.Err(); err != nil {
+			return err
+		}
 		msg, err := ps.ReceiveTimeout(t.ctx, t.cfg.HeartbeatInterval)
 		var timeout interface{ Timeout() bool }
 		switch {
