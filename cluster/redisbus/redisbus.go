@@ -4,10 +4,10 @@
 // Each message on the channel is a small header (the addressee, empty for
 // every node, and the sender's session) followed by a wire envelope. A
 // session is a random number drawn at every confirmed SUBSCRIBE. Redis Pub/Sub
-// loses what a subscriber misses while it reconnects, so a new session on
-// either side is treated as a new link between the two nodes: the core then
-// exchanges Hello, replay and a full presence sync over it, and the gap
-// closes.
+// loses what a subscriber misses while it reconnects. So a new session on
+// either side counts as a new link between the two nodes, and the core
+// exchanges Hello, replay and a full presence sync over it, which closes
+// the gap.
 //
 // The node is ready while its subscription is confirmed and its own
 // heartbeats come back within the peer timeout. The echo catches a paused
@@ -99,7 +99,7 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// peerLink is what the transport knows of one other node.
+// peerLink is the transport's state of one other node.
 type peerLink struct {
 	addr        string
 	incarnation uint64
@@ -118,7 +118,7 @@ type outgoing struct {
 	ack     *ack
 }
 
-// ack reports the outcome of one publish to whoever waits for it.
+// ack carries the outcome of one publish to the caller waiting for it.
 type ack struct {
 	done chan struct{}
 	err  error

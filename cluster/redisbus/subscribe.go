@@ -89,7 +89,7 @@ func (t *Transport) subscribedAgain() {
 }
 
 // relinkAllLocked replaces the link of every known peer and returns the
-// events that say so.
+// link events to emit.
 func (t *Transport) relinkAllLocked() []cluster.TransportEvent {
 	var out []cluster.TransportEvent
 	for id, p := range t.peers {
