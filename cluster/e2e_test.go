@@ -460,12 +460,21 @@ func TestMeshCarriesMessageNearLimit(t *testing.T) {
 	sub := dialRecorder(t, c.nodes["n2"])
 	require.NoError(t, sub.Subscribe(callContext(t), "big"))
 
+	requireNearLimitCrosses(t, c.nodes["n1"], sub, limit, "the cluster")
+}
+
+// requireNearLimitCrosses publishes on node from a raw frame one byte under
+// limit and requires sub to receive it intact, once, at QoS 1. via names
+// the path in failure messages.
+func requireNearLimitCrosses(t *testing.T, from httpNode, sub *recorder, limit int, via string) {
+	t.Helper()
+
 	// The frame is written raw, so its size is exact. The reply has an id
 	// the client did not issue, so it arrives through OnUnmatchedResponse.
 	replies := make(chan []byte, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	pub, err := client.Dial(ctx, wsURL(c.nodes["n1"]), client.Options{OnUnmatchedResponse: func(r []byte) {
+	pub, err := client.Dial(ctx, wsURL(from), client.Options{OnUnmatchedResponse: func(r []byte) {
 		replies <- append([]byte(nil), r...)
 	}})
 	require.NoError(t, err)
@@ -489,11 +498,11 @@ func TestMeshCarriesMessageNearLimit(t *testing.T) {
 	require.NotEmpty(t, reply.Result.MsgID)
 
 	require.Eventually(t, func() bool { return len(sub.messages("big")) > 0 }, waitTimeout, pollInterval,
-		"the message just under the limit never reached the other node")
+		"the message just under the limit never crossed %s", via)
 	got := sub.messages("big")
 	require.Len(t, got, 1)
 	assert.Equal(t, reply.Result.MsgID, got[0].MsgID)
-	assert.Equal(t, string(data), string(got[0].Data), "the data changed on its way through the cluster")
+	assert.Equal(t, string(data), string(got[0].Data), "the data changed on its way through %s", via)
 	assert.Equal(t, 1, got[0].QoS)
 }
 

@@ -8,7 +8,6 @@ package cluster_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,29 +104,11 @@ func requireBackplaneUnavailable(t testing.TB, err error) {
 	require.Equal(t, client.CodeBackplaneUnavailable, rpcErr.Code, "want error 1005, got %v", err)
 }
 
-// lockedBuffer collects log output that the test reads while nodes write.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startNodeCapturingLog starts a node as startNode does, and also returns
 // its log output.
-func startNodeCapturingLog(t *testing.T, cfg config.Node) (*testNode, *lockedBuffer) {
+func startNodeCapturingLog(t *testing.T, cfg config.Node) (*testNode, *syncBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	testWriter := &testLogWriter{t: t}
 	t.Cleanup(func() {
 		testWriter.mu.Lock()
@@ -388,41 +368,7 @@ func TestRedisCarriesMessageNearLimit(t *testing.T) {
 	sub := dialRecorder(t, nodes["n2"])
 	require.NoError(t, sub.Subscribe(callContext(t), "big"))
 
-	// The frame is written raw, so its size is exact. The reply has an id
-	// the client did not issue, so it arrives through OnUnmatchedResponse.
-	replies := make(chan []byte, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	pub, err := client.Dial(ctx, wsURL(nodes["n1"]), client.Options{OnUnmatchedResponse: func(r []byte) {
-		replies <- append([]byte(nil), r...)
-	}})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pub.Close() })
-
-	frame, data := rawPublishFrame(t, "big-1", "big", limit-1)
-	require.NoError(t, pub.WriteRaw(1, frame))
-	var reply struct {
-		Result struct {
-			MsgID string `json:"msg_id"`
-		} `json:"result"`
-		Error json.RawMessage `json:"error"`
-	}
-	select {
-	case raw := <-replies:
-		require.NoError(t, json.Unmarshal(raw, &reply))
-	case <-time.After(waitTimeout):
-		t.Fatal("no reply to the publish of a frame just under the limit")
-	}
-	require.Empty(t, reply.Error, "the publish of a frame just under the limit was rejected")
-	require.NotEmpty(t, reply.Result.MsgID)
-
-	require.Eventually(t, func() bool { return len(sub.messages("big")) > 0 }, waitTimeout, pollInterval,
-		"the message just under the limit never crossed Redis")
-	got := sub.messages("big")
-	require.Len(t, got, 1)
-	assert.Equal(t, reply.Result.MsgID, got[0].MsgID)
-	assert.Equal(t, string(data), string(got[0].Data), "the data changed on its way through Redis")
-	assert.Equal(t, 1, got[0].QoS)
+	requireNearLimitCrosses(t, nodes["n1"], sub, limit, "Redis")
 }
 
 func TestRedisResubscribesAfterClientKill(t *testing.T) {
