@@ -1,0 +1,27 @@
+// Package nemesis injects faults into a running topology on a schedule drawn
+// from the run's seed, records each fault's start and end in the history,
+// and ends every fault in a final heal. Each fault type lives in its own
+// file and implements Fault.
+package nemesis
+
+import (
+	"context"
+	"math/rand/v2"
+
+	"github.com/wscluster/wscluster/history"
+	"github.com/wscluster/wscluster/topology"
+)
+
+// Fault is one fault type. A Fault value handles one injection at a time:
+// the nemesis calls Start, later Stop, and never Start twice without a Stop
+// in between.
+type Fault interface {
+	// Kind is the fault type as named in --nemesis, e.g. "partition".
+	Kind() string
+	// Start picks its targets with rng, injects the fault and describes
+	// it. It returns an error wrapping topology.ErrUnsupported when the
+	// topology cannot inject it.
+	Start(ctx context.Context, t topology.Topology, rng *rand.Rand) (history.Fault, error)
+	// Stop ends the fault that Start injected.
+	Stop(ctx context.Context, t topology.Topology) error
+}
