@@ -2,12 +2,18 @@
 
 GO ?= go
 BIN := bin/wscluster
+SUITE := bin/wscluster-suite
 
-.PHONY: build deps test test-short lint fuzz run clean
+.PHONY: build images deps test test-short test-cluster test-cluster-local test-all nemesis lint fuzz run clean
 
-## build: compile the node binary into bin/wscluster
+## build: compile the node binary and the suite into bin/, without the race detector
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/wscluster
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(SUITE) ./cmd/wscluster-suite
+
+## images: build wscluster/node:dev and wscluster/redis:dev FROM scratch, without a registry
+images:
+	./scripts/build-images.sh
 
 ## deps: install redis-server and redis-sentinel for the Redis engine tests
 deps:
@@ -20,6 +26,21 @@ test: deps lint
 ## test-short: the same tests without the race detector, for a quick loop
 test-short: deps
 	$(GO) test -count=1 ./...
+
+## test-cluster-local: the suite's scenario matrix on local processes (mesh and redis x none, partition, kill, pause)
+test-cluster-local: deps build
+	./scripts/test-cluster.sh
+
+## test-cluster: the suite's scenario matrix
+test-cluster: test-cluster-local
+
+## test-all: what CI runs: the unit tests, then the scenario matrix
+test-all: test test-cluster
+
+## nemesis: one 60 s scenario on a 3-node mesh with partitions, kills and pauses, ending in an HTML report
+NEMESIS_FLAGS ?= --topology local --engine mesh --nodes 3 --workload mixed --nemesis partition,kill,pause --duration 60s --seed 7
+nemesis: deps build
+	$(SUITE) run $(NEMESIS_FLAGS)
 
 ## lint: go vet and a gofmt check
 lint:

@@ -2,9 +2,9 @@ package checker
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/wscluster/wscluster/history"
-	"github.com/wscluster/wscluster/topology"
 )
 
 // Window is the span of one fault, from its start entry to its stop entry.
@@ -15,10 +15,12 @@ type Window struct {
 	Stop  int64
 }
 
-// Touches reports whether the fault touched node, counting a Redis fault as
-// touching every node, because it cuts the backplane path of all of them.
+// Touches reports whether the fault touched node. A fault of the Redis
+// server itself (redis-kill, redis-pause) touches every node, because it
+// cuts the backplane path of all of them. A partition or a latency fault on
+// one node's Redis link touches only that node, which is in Nodes.
 func (w Window) Touches(node string) bool {
-	if slices.Contains(w.Fault.Nodes, topology.Redis) {
+	if strings.HasPrefix(w.Fault.Kind, "redis-") {
 		return true
 	}
 	return slices.Contains(w.Fault.Nodes, node)

@@ -146,6 +146,9 @@ func (n *Node) markDown(p *peer, reason string) {
 // purge drops the peer's presence entries. A sync in progress is abandoned,
 // and the peer is asked for a new one once it is heard again.
 func (n *Node) purge(p *peer) {
+	if brokenNoPurge {
+		return
+	}
 	if len(p.view) > 0 {
 		n.effect(Effect{Kind: EffectSyncPresence, Node: p.id})
 	}
@@ -226,6 +229,9 @@ func (n *Node) receivePublish(p *peer, env *wire.Envelope) {
 		return
 	}
 	p.lastSeq = env.Seq
+	if brokenDropEvery > 0 && env.Seq%max(brokenDropEvery, 1) == 0 {
+		return
+	}
 	n.effect(Effect{Kind: EffectDeliver, Node: p.id, Message: env.Message})
 }
 

@@ -174,6 +174,36 @@ func (p *Proxy) SetLatency(delay, jitter time.Duration) {
 	p.jitter = max(jitter, 0)
 }
 
+// State is a snapshot of the faults a Proxy injects.
+type State struct {
+	// Cut is true from Cut until Heal or Blackhole.
+	Cut bool
+	// Blackholed is true from Blackhole until Heal or Cut.
+	Blackholed bool
+	// Latency and Jitter are the values of the last SetLatency.
+	Latency time.Duration
+	Jitter  time.Duration
+}
+
+// Faulty reports whether the proxy injects any fault: a cut, a blackhole
+// or latency.
+func (s State) Faulty() bool {
+	return s.Cut || s.Blackholed || s.Latency > 0 || s.Jitter > 0
+}
+
+// State returns the faults the proxy injects now, so that a caller can
+// verify that Heal and SetLatency(0, 0) left nothing behind.
+func (p *Proxy) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return State{
+		Cut:        p.mode == modeCut,
+		Blackholed: p.mode == modeBlackhole,
+		Latency:    p.latency,
+		Jitter:     p.jitter,
+	}
+}
+
 // ResetAll closes every open connection once with a TCP reset. New
 // connections are still accepted and handled by the current mode.
 func (p *Proxy) ResetAll() {

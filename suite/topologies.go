@@ -1,0 +1,30 @@
+package suite
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/wscluster/wscluster/topology"
+	"github.com/wscluster/wscluster/topology/local"
+)
+
+// newTopology creates the topology the configuration names, with its
+// node logs in the run folder.
+func newTopology(cfg Config, dir string) (topology.Topology, error) {
+	tc := topology.Config{
+		Engine: cfg.Engine, Nodes: cfg.Nodes, Dir: dir, Binary: cfg.Binary,
+		HeartbeatInterval: cfg.HeartbeatInterval, PeerTimeout: cfg.PeerTimeout,
+		PingInterval: cfg.PingInterval, Ordering: cfg.Ordering,
+	}.WithDefaults()
+	switch cfg.Topology {
+	case "local":
+		abs, err := filepath.Abs(cfg.Binary)
+		if err != nil {
+			return nil, fmt.Errorf("binary %q: %w", cfg.Binary, err)
+		}
+		tc.Binary = abs
+		return local.New(tc)
+	default:
+		return nil, fmt.Errorf("%w: --topology %q is not available in this build", ErrConfig, cfg.Topology)
+	}
+}
