@@ -1,10 +1,13 @@
 # Build, test and lint wscluster. Every target installs what it needs.
 
 GO ?= go
+# The suite removes its own containers and networks, so testcontainers-go's
+# reaper (which would need an image pulled from a registry) stays off.
+export TESTCONTAINERS_RYUK_DISABLED = true
 BIN := bin/wscluster
 SUITE := bin/wscluster-suite
 
-.PHONY: build images deps test test-short test-cluster test-cluster-local test-all nemesis lint fuzz run clean
+.PHONY: build images deps test test-short test-cluster test-cluster-local test-cluster-containers test-all nemesis lint fuzz run clean
 
 ## build: compile the node binary and the suite into bin/, without the race detector
 build:
@@ -31,8 +34,12 @@ test-short: deps
 test-cluster-local: deps build
 	./scripts/test-cluster.sh
 
-## test-cluster: the suite's scenario matrix
-test-cluster: test-cluster-local
+## test-cluster-containers: the matrix on containers (mesh and redis x none, partitions, kill, pause, loss, Redis outage); skipped without Docker
+test-cluster-containers: deps build
+	./scripts/test-cluster-containers.sh
+
+## test-cluster: the suite's scenario matrix: local processes, then containers when Docker is available
+test-cluster: test-cluster-local test-cluster-containers
 
 ## test-all: what CI runs: the unit tests, then the scenario matrix
 test-all: test test-cluster

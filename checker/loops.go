@@ -58,7 +58,6 @@ type loopsTotals struct {
 }
 
 func (t *loopsTotals) add(last map[string]float64) {
-	t.incarnations++
 	for key, v := range last {
 		switch loopsMetricName(key) {
 		case loopsReceivedMetric:
@@ -134,12 +133,15 @@ func loopsDecide(res *Result, totals loopsTotals, publishes, bound int, excess f
 	}
 }
 
-// loopsSum adds up the last scrape of every incarnation of every node.
-// Counters start again at zero when a node restarts, so each incarnation's
-// last values are what it counted.
+// loopsSum adds up every node's counters over the whole run. Counters start
+// again at zero when a node restarts, and a per-peer series also starts
+// again when the node deletes it while the peer is down and creates it when
+// the peer returns. So each series is summed like Prometheus handles a
+// counter reset: a value lower than the one before adds the one before to
+// the series' base.
 func loopsSum(ops []history.Op) loopsTotals {
 	totals := loopsTotals{nodes: map[string]bool{}}
-	last := map[string]*history.Op{}
+	series := map[string]*loopsNodeSeries{}
 	for i := range ops {
 		op := &ops[i]
 		if op.Type != history.Probe || op.F != history.FMetrics || op.Metrics == nil {
@@ -147,38 +149,69 @@ func loopsSum(ops []history.Op) loopsTotals {
 		}
 		totals.scrapes++
 		totals.nodes[op.Node] = true
-		if prev := last[op.Node]; prev != nil && loopsNewIncarnation(prev, op) {
-			totals.add(prev.Metrics)
+		s := series[op.Node]
+		if s == nil {
+			s = &loopsNodeSeries{base: map[string]float64{}, last: map[string]float64{}}
+			series[op.Node] = s
+			totals.incarnations++
+		} else if loopsNewIncarnation(s.prev, op) {
+			s.restart()
+			totals.incarnations++
 		}
-		last[op.Node] = op
+		s.observe(op)
 	}
-	for _, op := range last {
-		totals.add(op.Metrics)
+	for _, s := range series {
+		totals.add(s.sums())
 	}
 	return totals
 }
 
+// loopsNodeSeries accumulates one node's counters across resets.
+type loopsNodeSeries struct {
+	base, last map[string]float64
+	prev       *history.Op
+}
+
+// restart moves every last value into the base, because the new process
+// counts from zero.
+func (s *loopsNodeSeries) restart() {
+	for key, v := range s.last {
+		s.base[key] += v
+	}
+	clear(s.last)
+}
+
+func (s *loopsNodeSeries) observe(op *history.Op) {
+	for key, v := range op.Metrics {
+		if old, ok := s.last[key]; ok && v < old {
+			s.base[key] += old
+		}
+		s.last[key] = v
+	}
+	s.prev = op
+}
+
+func (s *loopsNodeSeries) sums() map[string]float64 {
+	out := make(map[string]float64, len(s.last))
+	for key, v := range s.base {
+		out[key] += v
+	}
+	for key, v := range s.last {
+		out[key] += v
+	}
+	return out
+}
+
 // loopsNewIncarnation reports whether scrape next comes from another
-// process than scrape prev of the same node: another incarnation or
-// process start time, or a counter that went down.
+// process than scrape prev of the same node, by its incarnation or, for
+// scrapes without one, its process start time.
 func loopsNewIncarnation(prev, next *history.Op) bool {
-	if prev.Incarnation != "" && next.Incarnation != "" && prev.Incarnation != next.Incarnation {
-		return true
+	if prev.Incarnation != "" && next.Incarnation != "" {
+		return prev.Incarnation != next.Incarnation
 	}
 	a, okA := prev.Metrics[loopsStartTimeMetric]
 	b, okB := next.Metrics[loopsStartTimeMetric]
-	if okA && okB && a != b {
-		return true
-	}
-	for key, v := range next.Metrics {
-		if !strings.HasSuffix(loopsMetricName(key), "_total") {
-			continue
-		}
-		if old, ok := prev.Metrics[key]; ok && v < old {
-			return true
-		}
-	}
-	return false
+	return okA && okB && a != b
 }
 
 // loopsCountPublishes counts the publishes that may have been taken: every

@@ -146,11 +146,13 @@ func TestLoopsIncarnations(t *testing.T) {
 		received float64
 		inc      string
 		want     int // publish envelopes summed over incarnations
+		noIDs    bool
 	}{
-		{"same process", 100, 70, "", 70},
-		{"new start time", 200, 70, "", 110},
-		{"counter went down", 100, 10, "", 50},
-		{"new incarnation id", 100, 70, "i2", 110},
+		{"same process", 100, 70, "", 70, false},
+		{"start time drift same id", 200, 70, "", 70, false},
+		{"new start time without ids", 200, 70, "", 110, true},
+		{"counter went down", 100, 10, "", 50, false},
+		{"new incarnation id", 100, 70, "i2", 110, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,11 +162,33 @@ func TestLoopsIncarnations(t *testing.T) {
 			h.ops[len(h.ops)-1].Incarnation = "i1"
 			h.scrape("n1", tc.start, map[string]float64{"n2": tc.received}, 0, 0)
 			h.ops[len(h.ops)-1].Incarnation = cmp.Or(tc.inc, "i1")
+			if tc.noIDs {
+				h.ops[len(h.ops)-1].Incarnation = ""
+				h.ops[len(h.ops)-2].Incarnation = ""
+			}
 			res := checkLoops(t, h, "mesh")
 			if got := res.Counts["publish-envelopes-received"]; got != tc.want {
 				t.Errorf("publish-envelopes-received = %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestLoopsPeerSeriesRecreated(t *testing.T) {
+	h := &pubsubHistory{}
+	h.publishes(100, history.Ok)
+
+	// The n2 series is deleted while n2 is down and starts again at zero,
+	// while the n3 series keeps counting in the same process.
+	h.scrape("n1", 100, map[string]float64{"n2": 40, "n3": 40}, 0, 0)
+	h.scrape("n1", 100, map[string]float64{"n3": 60}, 0, 0)
+	h.scrape("n1", 100, map[string]float64{"n2": 15, "n3": 70}, 0, 0)
+	res := checkLoops(t, h, "mesh")
+	if got := res.Counts["publish-envelopes-received"]; got != 125 {
+		t.Errorf("publish-envelopes-received = %d, want 125 (40 + 15 from n2, 70 from n3)", got)
+	}
+	if got := res.Counts["incarnations"]; got != 1 {
+		t.Errorf("incarnations = %d, want 1", got)
 	}
 }
 

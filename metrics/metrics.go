@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -143,7 +145,7 @@ func (m *Metrics) addCluster() {
 	}, []string{"peer"})
 	m.PeerLinkRejects = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wscluster_peer_link_rejects_total",
-		Help: "Peer links dropped or refused, by reason: handshake, auth, duplicate_id, malformed, oversized, version.",
+		Help: "Peer links dropped or refused, by reason: handshake, auth, duplicate_id, malformed, oversized, stale_session, version.",
 	}, []string{"reason"})
 	m.PeerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wscluster_peer_events_total", Help: "Peers declared up or down, by event.",
@@ -185,4 +187,19 @@ func (m *Metrics) addRedis() {
 		"Messages received on the Redis channel, own echoes included.")
 	m.RedisMessagesOut = counter("wscluster_redis_messages_out_total",
 		"Messages published to the Redis channel.")
+}
+
+// SetNodeInfo registers wscluster_node_info, a constant 1 labelled with the
+// node id and the incarnation, the random number that changes at every
+// start. Tools tell a restarted node's fresh counters apart by it, because
+// process_start_time_seconds can jump on a running process when the
+// kernel's boot time reading drifts.
+func (m *Metrics) SetNodeInfo(nodeID string, incarnation uint64) {
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "wscluster_node_info",
+		Help:        "Constant 1, labelled with this node's id and incarnation.",
+		ConstLabels: prometheus.Labels{"node_id": nodeID, "incarnation": strconv.FormatUint(incarnation, 10)},
+	})
+	info.Set(1)
+	m.Registry.MustRegister(info)
 }

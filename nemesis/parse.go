@@ -12,6 +12,7 @@ const (
 	KindPartition  = "partition"
 	KindLatency    = "latency"
 	KindReset      = "reset"
+	KindLoss       = "loss"
 	KindKill       = "kill"
 	KindPause      = "pause"
 	KindRedisKill  = "redis-kill"
@@ -38,7 +39,7 @@ func Names() []string {
 	for _, s := range ShapeNames() {
 		names = append(names, KindPartition+"-"+s)
 	}
-	return append(names, KindLatency, KindReset, KindKill, KindPause, KindRedisKill, KindRedisPause)
+	return append(names, KindLatency, KindLoss, KindReset, KindKill, KindPause, KindRedisKill, KindRedisPause)
 }
 
 // NamesFor returns the --nemesis values that make sense with engine: the
@@ -58,7 +59,7 @@ func allowed(name, engine string) bool {
 	switch {
 	case name == KindRedisKill || name == KindRedisPause:
 		return engine == EngineRedis
-	case name == KindLatency || name == KindReset || strings.HasPrefix(name, KindPartition):
+	case name == KindLatency || name == KindLoss || name == KindReset || strings.HasPrefix(name, KindPartition):
 		return engine != EngineNone
 	default:
 		return true
@@ -125,6 +126,8 @@ func newFault(name, engine string) Fault {
 	switch name {
 	case KindLatency:
 		return latency{}
+	case KindLoss:
+		return loss{}
 	case KindReset:
 		return reset{}
 	case KindKill:

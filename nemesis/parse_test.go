@@ -28,6 +28,7 @@ func TestParseValidLists(t *testing.T) {
 		{"partition,partition-halves,partition-isolate,partition-ring,partition-bridge,partition-random", EngineMesh,
 			slices.Repeat([]string{KindPartition}, 6)},
 		{"latency,reset", EngineMesh, []string{KindLatency, KindReset}},
+		{"latency,loss", EngineRedis, []string{KindLatency, KindLoss}},
 		{"redis-kill,redis-pause,partition", EngineRedis, []string{KindRedisKill, KindRedisPause, KindPartition}},
 	}
 	for _, c := range cases {
@@ -72,6 +73,7 @@ func TestParseRejectsBadLists(t *testing.T) {
 		{"partition", EngineNone, []string{`"partition"`, "engine none", "allowed with engine none: none, kill, pause"}},
 		{"partition-halves", EngineNone, []string{`"partition-halves"`}},
 		{"latency", EngineNone, []string{`"latency"`}},
+		{"loss", EngineNone, []string{`"loss"`}},
 		{"reset", EngineNone, []string{`"reset"`}},
 		{"partition-triangle", EngineMesh, []string{`"partition-triangle"`, "partition-bridge"}},
 		{"kill", "etcd", []string{`"etcd"`, "none, mesh or redis"}},

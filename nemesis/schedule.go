@@ -376,7 +376,7 @@ const (
 // package does not know holds only itself.
 func resourceOf(kind string) string {
 	switch kind {
-	case KindPartition, KindLatency, KindReset:
+	case KindPartition, KindLatency, KindLoss, KindReset:
 		return resourceNetwork
 	case KindKill, KindPause:
 		return resourceNode

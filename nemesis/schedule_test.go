@@ -106,7 +106,8 @@ func (t *recordingTopology) Partition(_ context.Context, links []topology.Link) 
 func (t *recordingTopology) Degrade(_ context.Context, links []topology.Link, f topology.LinkFault) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if f.Latency < MinLatency || f.Latency > MaxLatency || f.Jitter > f.Latency/2 {
+	lossOnly := f.Latency == 0 && f.Loss >= MinLossPercent/100.0 && f.Loss <= MaxLossPercent/100.0
+	if !lossOnly && (f.Latency < MinLatency || f.Latency > MaxLatency || f.Jitter > f.Latency/2) {
 		t.conflicts = append(t.conflicts, fmt.Sprintf("degrade with latency %v jitter %v", f.Latency, f.Jitter))
 	}
 	if err := t.call("degrade", formatLinks(links)); err != nil {
@@ -536,5 +537,23 @@ func TestHoldStartsAfterSlowStart(t *testing.T) {
 	// the slow kill and then at least 3/4 of the fault duration.
 	if window, least := time.Duration(ops[1].Time-ops[0].Time), slow+cfg.FaultDuration*3/4; window < least {
 		t.Errorf("kill window lasted %v, want at least %v", window, least)
+	}
+}
+
+func TestLossDegradesChosenLinks(t *testing.T) {
+	topo := newRecordingTopology(EngineMesh, 3)
+	rng := rand.New(rand.NewPCG(3, 4))
+	desc, err := loss{}.Start(context.Background(), topo, rng)
+	if err != nil {
+		t.Fatalf("Start = %v", err)
+	}
+	if desc.Mechanism != "fake-degrade" {
+		t.Errorf("mechanism = %q, want the topology's", desc.Mechanism)
+	}
+	if !strings.HasPrefix(desc.Detail, "loss ") || len(desc.Nodes) == 0 {
+		t.Errorf("fault = %+v, want a loss detail and the touched nodes", desc)
+	}
+	if len(topo.degraded) == 0 || len(topo.conflicts) > 0 {
+		t.Errorf("degraded %v, conflicts %v", topo.degraded, topo.conflicts)
 	}
 }

@@ -61,6 +61,7 @@ func New(cfg config.Node, log *slog.Logger) (*Node, error) {
 	log = log.With("node", cfg.NodeID)
 	n := &Node{cfg: cfg, log: log, metrics: metrics.New()}
 	ids := backplane.NewIDs(cfg.NodeID)
+	n.metrics.SetNodeInfo(cfg.NodeID, ids.Incarnation())
 
 	// The backplane comes first, because both protocols hand it their
 	// traffic.

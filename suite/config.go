@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -146,6 +147,7 @@ func (c Config) Validate() error {
 		{c.Ordering == "" || c.Engine == "redis", "ordering", c.Ordering, "total only with --engine redis"},
 		{c.Rate > 0 && c.Rate <= 10000, "rate", c.Rate, "between 0 and 10000 publishes per second"},
 		{c.FaultDuration >= time.Second, "fault-duration", c.FaultDuration, "at least 1s"},
+		{c.Topology == "container" || !hasFault(c.Nemesis, "loss"), "nemesis", c.Nemesis, "loss only with --topology container, because the local proxies cannot drop packets"},
 		{c.ConcurrentFaults >= 1 && c.ConcurrentFaults <= 4, "concurrent-faults", c.ConcurrentFaults, "1 to 4"},
 	}
 	for _, ch := range checks {
@@ -154,4 +156,13 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func hasFault(list, name string) bool {
+	for _, f := range strings.Split(list, ",") {
+		if strings.TrimSpace(f) == name {
+			return true
+		}
+	}
+	return false
 }

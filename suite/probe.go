@@ -35,6 +35,7 @@ var scrapedMetrics = []string{
 	"wscluster_replay_losses_total",
 	"wscluster_messages_in_total",
 	"process_start_time_seconds",
+	"wscluster_node_info",
 }
 
 // prober records every node's /readyz and /metrics in the history until
@@ -113,7 +114,7 @@ func (p *prober) metrics(ctx context.Context, n topology.Node) {
 	if err != nil || len(values) == 0 {
 		return
 	}
-	inc := strconv.FormatFloat(values["process_start_time_seconds"], 'f', -1, 64)
+	inc := incarnation(values)
 	p.rec.Record(history.Op{
 		Type: history.Probe, F: history.FMetrics, Process: history.ProcessProbe,
 		Node: n.ID, Metrics: values, Incarnation: inc,
@@ -201,4 +202,19 @@ func waitReady(ctx context.Context, nodes []topology.Node) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// incarnation returns the node's incarnation from wscluster_node_info, or
+// the process start time for a node that does not export it.
+func incarnation(values map[string]float64) string {
+	for key := range values {
+		if !strings.HasPrefix(key, "wscluster_node_info{") {
+			continue
+		}
+		_, rest, ok := strings.Cut(key, `incarnation="`)
+		if inc, _, ok2 := strings.Cut(rest, `"`); ok && ok2 {
+			return inc
+		}
+	}
+	return "start-" + strconv.FormatFloat(values["process_start_time_seconds"], 'f', -1, 64)
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/wscluster/wscluster/topology"
+	"github.com/wscluster/wscluster/topology/container"
 	"github.com/wscluster/wscluster/topology/local"
 )
 
@@ -24,6 +25,8 @@ func newTopology(cfg Config, dir string) (topology.Topology, error) {
 		}
 		tc.Binary = abs
 		return local.New(tc)
+	case "container":
+		return container.New(tc, container.Options{Image: cfg.Image, RunID: container.RunIDFrom(filepath.Base(dir))})
 	default:
 		return nil, fmt.Errorf("%w: --topology %q is not available in this build", ErrConfig, cfg.Topology)
 	}

@@ -97,7 +97,7 @@ func (t *Transport) overflow(a *ack) {
 // way to Redis, and gives every known peer a new link.
 func (t *Transport) newSessionAfterLoss() {
 	t.mu.Lock()
-	t.session = newSession()
+	t.session = t.newSessionLocked()
 	relink := t.relinkAllLocked()
 	t.mu.Unlock()
 	for _, ev := range relink {

@@ -16,9 +16,7 @@ package redisbus
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,6 +135,7 @@ type Transport struct {
 	mu         sync.Mutex
 	events     chan<- cluster.TransportEvent
 	session    uint64
+	sessions   uint64
 	subscribed bool
 	lastEcho   time.Time
 	peers      map[string]*peerLink
@@ -270,12 +269,13 @@ func (t *Transport) Close() error {
 	return t.client.Close()
 }
 
-// newSession draws a session id. Sessions only need to differ between the
-// subscriptions of one node.
-func newSession() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return binary.BigEndian.Uint64(b[:]) | 1
+// newSessionLocked returns the next session of this incarnation. Sessions
+// only grow, so a peer can tell a message of an earlier session that Redis
+// delivers late, such as a PUBLISH retransmitted after a partition heals,
+// from a new session, and drop it. Callers hold t.mu.
+func (t *Transport) newSessionLocked() uint64 {
+	t.sessions++
+	return t.sessions
 }
 
 // emit sends an event to the cluster unless the transport is closing.

@@ -287,3 +287,30 @@ func TestTransportDropsBadChannelMessages(t *testing.T) {
 		assert.NotEqual(t, cluster.EventEnvelope, ev.Kind, "a bad message became an envelope: %+v", ev)
 	}
 }
+
+func TestTransportDropsStaleSession(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a := startBusNode(t, srv, "stale-a", 4096)
+	a.waitReady(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), busWait)
+	defer cancel()
+	rdb := srv.Client()
+	send := func(session, seq uint64) {
+		env := &wire.Envelope{Kind: wire.KindHeartbeat, Origin: "peer-x", Incarnation: 5, Seq: seq}
+		require.NoError(t, rdb.Publish(ctx, "bus-test", redisbus.EncodeMessage(session, env)).Err())
+	}
+
+	// Session 2 links the peer. A message of its earlier session 1,
+	// delivered late, is dropped and does not re-link. Session 3 does.
+	send(2, 1)
+	require.Eventually(t, func() bool { return a.countEvents(cluster.EventLinkUp, "peer-x") == 1 }, busWait, busPoll)
+	send(1, 2)
+	require.Eventually(t, func() bool {
+		return counterValue(t, a.metrics.PeerLinkRejects.WithLabelValues("stale_session")) == 1
+	}, busWait, busPoll, "the stale message was not counted")
+	assert.Equal(t, 1, a.countEvents(cluster.EventLinkUp, "peer-x"), "a stale session re-linked the peer")
+	send(3, 3)
+	require.Eventually(t, func() bool { return a.countEvents(cluster.EventLinkUp, "peer-x") == 2 }, busWait, busPoll)
+	assert.Len(t, a.envelopesFrom("peer-x", wire.KindHeartbeat), 2, "only the envelopes of current sessions are delivered")
+}

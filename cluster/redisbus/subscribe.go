@@ -76,7 +76,7 @@ func (t *Transport) runSubscription() error {
 func (t *Transport) subscribedAgain() {
 	t.cfg.Metrics.RedisResubscribes.Inc()
 	t.mu.Lock()
-	t.session = newSession()
+	t.session = t.newSessionLocked()
 	t.subscribed = true
 	// An echo of the last session proves nothing about this one.
 	t.lastEcho = time.Time{}
@@ -151,7 +151,11 @@ func (t *Transport) receive(payload []byte) {
 	if h.to != "" && h.to != t.cfg.NodeID {
 		return
 	}
-	events, link := t.linkFor(env.Origin, env.Incarnation, h.session)
+	events, link, stale := t.linkFor(env.Origin, env.Incarnation, h.session)
+	if stale {
+		t.cfg.Metrics.PeerLinkRejects.WithLabelValues("stale_session").Inc()
+		return
+	}
 	for _, ev := range events {
 		t.emit(ev)
 	}
@@ -182,13 +186,19 @@ func (t *Transport) receiveOwn(h header, env *wire.Envelope) {
 // linkFor returns the events that bring the link to node id up to date, and
 // the link's id: a first link, or a new one when the node restarted (new
 // incarnation) or subscribed again (new session).
-func (t *Transport) linkFor(id string, incarnation, session uint64) ([]cluster.TransportEvent, uint64) {
+func (t *Transport) linkFor(id string, incarnation, session uint64) (events []cluster.TransportEvent, link uint64, stale bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peers[id]
+	if p != nil && p.incarnation == incarnation && session < p.session {
+		// A message of a session the peer already left, delivered late.
+		// Taking it would re-link to the old session, and the peer, which
+		// never left its new one, would send no sync for that link.
+		return nil, 0, true
+	}
 	if p != nil && p.linked && p.incarnation == incarnation && p.session == session {
 		p.lastHeard = time.Now()
-		return nil, p.link
+		return nil, p.link, false
 	}
 	var out []cluster.TransportEvent
 	if p == nil {
@@ -200,7 +210,7 @@ func (t *Transport) linkFor(id string, incarnation, session uint64) ([]cluster.T
 	t.linkSeq++
 	p.incarnation, p.session, p.link, p.linked = incarnation, session, t.linkSeq, true
 	p.lastHeard = time.Now()
-	return append(out, cluster.TransportEvent{Kind: cluster.EventLinkUp, Peer: id, Link: p.link, Incarnation: incarnation}), p.link
+	return append(out, cluster.TransportEvent{Kind: cluster.EventLinkUp, Peer: id, Link: p.link, Incarnation: incarnation}), p.link, false
 }
 
 // isAuthError reports whether Redis rejected the credentials, which no

@@ -21,7 +21,7 @@ func runFlags(fs *flag.FlagSet, cfg *suite.Config) *int64 {
 	fs.StringVar(&cfg.Engine, "engine", "mesh", "backplane engine of the nodes: mesh, redis or none")
 	fs.IntVar(&cfg.Nodes, "nodes", 3, "number of nodes, 1 to 9")
 	fs.StringVar(&cfg.Workload, "workload", "mixed", "traffic: pubsub, presence or mixed")
-	fs.StringVar(&cfg.Nemesis, "nemesis", "none", "comma-separated faults: partition, partition-halves, partition-isolate, partition-ring, partition-bridge, partition-random, latency, reset, kill, pause, redis-kill, redis-pause, or none")
+	fs.StringVar(&cfg.Nemesis, "nemesis", "none", "comma-separated faults: partition, partition-halves, partition-isolate, partition-ring, partition-bridge, partition-random, latency, loss (container only), reset, kill, pause, redis-kill, redis-pause, or none")
 	fs.DurationVar(&cfg.Duration, "duration", 60*time.Second, "length of the workload and nemesis phase")
 	fs.DurationVar(&cfg.Recovery, "recovery", 0, "quiet wait after the final heal (default max(10s, 3 x --peer-timeout))")
 	seed := fs.Int64("seed", 0, "seed of every random choice; 0 picks one from the clock and prints it")

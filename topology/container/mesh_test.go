@@ -1,0 +1,251 @@
+package container_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wscluster/wscluster/topology"
+	"github.com/wscluster/wscluster/topology/container"
+)
+
+// TestMeshFaults runs one three-node mesh in containers through every
+// fault in turn. Each step starts and ends with every node up and linked to
+// both others.
+func TestMeshFaults(t *testing.T) {
+	requireDocker(t)
+	cfg := newConfig(t, "mesh", 3)
+	topo := startTopology(t, cfg)
+	nodes := topo.Nodes()
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	allLinked := func(t *testing.T) {
+		for _, n := range nodes {
+			waitConnectedPeers(t, n, 2)
+		}
+	}
+
+	steps := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"ready", func(t *testing.T) {
+			for _, n := range nodes {
+				waitReadyz(t, n, http.StatusOK)
+			}
+			allLinked(t)
+			requireNoFaults(t, topo, "n1", "n2", "n3")
+		}},
+		{"partition and heal", func(t *testing.T) {
+			mechanism, err := topo.Partition(ctx, []topology.Link{{"n2", "n1"}})
+			require.NoError(t, err)
+			assert.Equal(t, container.MechanismNFTables, mechanism)
+			took := waitPeer(t, n1, "n2", false)
+			t.Logf("n1 reported n2 disconnected %s after the partition", took)
+			assert.GreaterOrEqual(t, took, 500*time.Millisecond, "dropped packets are silent, so only the 1s peer timeout ends the link")
+			waitPeer(t, n2, "n1", false)
+			requirePeers(t, n3, "n1", "n2")
+			requirePeers(t, n1, "n3")
+			for _, name := range []string{"n1", "n2"} {
+				st, err := container.SidecarStatus(ctx, topo, name)
+				require.NoError(t, err)
+				assert.Equal(t, 2, st.NFTRules, "rules in %s: one per direction", name)
+			}
+			requireNoFaults(t, topo, "n3")
+
+			require.NoError(t, topo.HealNetwork(ctx))
+			requireNoFaults(t, topo, "n1", "n2", "n3")
+			allLinked(t)
+		}},
+		{"partition survives a restart", func(t *testing.T) {
+			startTime := metric(t, n2, "process_start_time_seconds")
+			mechanism, err := topo.Kill(ctx, "n2")
+			require.NoError(t, err)
+			assert.Equal(t, container.MechanismKill, mechanism)
+			_, _, err = get(n2.HTTPURL + "/healthz")
+			require.Error(t, err, "a killed node answers nothing")
+			_, err = topo.Kill(ctx, "n2")
+			assert.ErrorContains(t, err, "kill n2: it is killed, not running")
+
+			// The cut of a link to a killed node reaches its new namespace.
+			_, err = topo.Partition(ctx, []topology.Link{{"n1", "n2"}})
+			require.NoError(t, err)
+			mechanism, err = topo.Restart(ctx, "n2")
+			require.NoError(t, err)
+			assert.Equal(t, container.MechanismRestart, mechanism)
+			requireHealthy(t, n2)
+			assert.Greater(t, metric(t, n2, "process_start_time_seconds"), startTime, "the restarted n2 is a new process")
+			_, err = topo.Restart(ctx, "n2")
+			assert.ErrorContains(t, err, "start n2: it is running")
+			assert.Equal(t, 2, countMarkers(t, n2.Log), "start markers in %s", n2.Log)
+			assert.Equal(t, 1, countMarkers(t, n1.Log), "start markers in %s", n1.Log)
+
+			waitPeer(t, n2, "n3", true)
+			time.Sleep(cfg.PeerTimeout + 500*time.Millisecond)
+			requirePeers(t, n2, "n3")
+			requirePeers(t, n1, "n3")
+			st, err := container.SidecarStatus(ctx, topo, "n2")
+			require.NoError(t, err)
+			assert.Equal(t, 2, st.NFTRules, "rules in the restarted n2")
+
+			require.NoError(t, topo.HealNetwork(ctx))
+			allLinked(t)
+		}},
+		{"loss on a link", func(t *testing.T) {
+			mechanism, err := topo.Degrade(ctx, []topology.Link{{"n2", "n3"}}, topology.LinkFault{Loss: 1})
+			require.NoError(t, err)
+			assert.Equal(t, container.MechanismNFTables, mechanism)
+			waitPeer(t, n2, "n3", false)
+			waitPeer(t, n3, "n2", false)
+			requirePeers(t, n1, "n2", "n3")
+
+			require.NoError(t, topo.HealNetwork(ctx))
+			requireNoFaults(t, topo, "n2", "n3")
+			allLinked(t)
+		}},
+		{"latency", func(t *testing.T) {
+			mechanism, err := topo.Degrade(ctx, []topology.Link{{"n1", "n3"}}, topology.LinkFault{Latency: 100 * time.Millisecond, Jitter: 10 * time.Millisecond})
+			if err != nil {
+				// Kernels without sch_netem or sch_prio cannot delay one
+				// peer's packets, and the error must name what is missing.
+				require.ErrorIs(t, err, topology.ErrUnsupported)
+				assert.ErrorContains(t, err, "unsupported: sch_")
+				t.Logf("latency is not supported here: %v", err)
+				requireNoFaults(t, topo, "n1", "n3")
+				return
+			}
+			assert.Equal(t, container.MechanismNetem, mechanism)
+			st, err := container.SidecarStatus(ctx, topo, "n1")
+			require.NoError(t, err)
+			assert.True(t, st.HasDelay(), "qdiscs of n1: %+v", st.Qdiscs)
+			require.NoError(t, topo.HealNetwork(ctx))
+			requireNoFaults(t, topo, "n1", "n3")
+		}},
+		{"invalid and unsupported faults", func(t *testing.T) {
+			_, err := topo.Degrade(ctx, []topology.Link{{"n1", "n2"}}, topology.LinkFault{Loss: 1.5})
+			assert.ErrorContains(t, err, "invalid link fault")
+			_, err = topo.Degrade(ctx, []topology.Link{{"n1", "n2"}}, topology.LinkFault{Jitter: time.Millisecond})
+			assert.ErrorContains(t, err, "jitter only with a latency")
+			_, err = topo.ResetConnections(ctx, []topology.Link{{"n1", "n2"}})
+			require.ErrorIs(t, err, topology.ErrUnsupported)
+			assert.ErrorContains(t, err, "no command that resets connections")
+
+			// One namespace takes one degradation, so n2 cannot lose 10% from
+			// n1 and 20% from n3; the second call changes nothing.
+			_, err = topo.Degrade(ctx, []topology.Link{{"n1", "n2"}}, topology.LinkFault{Loss: 0.1})
+			require.NoError(t, err)
+			_, err = topo.Degrade(ctx, []topology.Link{{"n2", "n3"}}, topology.LinkFault{Loss: 0.2})
+			require.ErrorIs(t, err, topology.ErrUnsupported)
+			assert.ErrorContains(t, err, "one network namespace takes one degradation")
+			requireNoFaults(t, topo, "n3")
+			require.NoError(t, topo.HealNetwork(ctx))
+			requireNoFaults(t, topo, "n1", "n2", "n3")
+		}},
+		{"pause and resume", func(t *testing.T) {
+			mechanism, err := topo.Pause(ctx, "n3")
+			require.NoError(t, err)
+			assert.Equal(t, container.MechanismPause, mechanism)
+			_, _, err = get(n3.HTTPURL + "/healthz")
+			require.Error(t, err, "a paused node answers nothing")
+			assert.ErrorContains(t, err, "Timeout")
+			_, err = topo.Pause(ctx, "n3")
+			assert.ErrorContains(t, err, "pause n3: it is paused")
+			_, err = topo.Restart(ctx, "n3")
+			assert.ErrorContains(t, err, "start n3: it is paused")
+			waitPeer(t, n1, "n3", false)
+
+			mechanism, err = topo.Resume(ctx, "n3")
+			require.NoError(t, err)
+			assert.Equal(t, container.MechanismResume, mechanism)
+			requireHealthy(t, n3)
+			_, err = topo.Resume(ctx, "n3")
+			assert.ErrorContains(t, err, "resume n3: it is running")
+			allLinked(t)
+		}},
+		{"bad node ids and links", func(t *testing.T) {
+			for _, id := range []string{"n4", "n0", topology.Redis, ""} {
+				_, err := topo.Kill(ctx, id)
+				require.ErrorIs(t, err, topology.ErrUnknownNode, "Kill(%q)", id)
+				_, err = topo.Restart(ctx, id)
+				require.ErrorIs(t, err, topology.ErrUnknownNode, "Restart(%q)", id)
+				_, err = topo.Pause(ctx, id)
+				require.ErrorIs(t, err, topology.ErrUnknownNode, "Pause(%q)", id)
+				_, err = topo.Resume(ctx, id)
+				require.ErrorIs(t, err, topology.ErrUnknownNode, "Resume(%q)", id)
+			}
+			_, err := topo.Partition(ctx, []topology.Link{{"n1", "n2"}, {"n1", "n9"}})
+			require.ErrorIs(t, err, topology.ErrUnknownNode)
+			_, err = topo.Partition(ctx, []topology.Link{{"n1", topology.Redis}})
+			require.ErrorIs(t, err, topology.ErrUnknownNode)
+			_, err = topo.Partition(ctx, []topology.Link{{"n2", "n2"}})
+			require.ErrorIs(t, err, container.ErrUnknownLink)
+			_, err = topo.Partition(ctx, nil)
+			assert.ErrorContains(t, err, "no links given")
+			requireNoFaults(t, topo, "n1", "n2", "n3")
+		}},
+	}
+	for _, step := range steps {
+		if !t.Run(step.name, step.run) {
+			return
+		}
+	}
+
+	// Close removes every container and the network, the paused n1 too,
+	// and stays quiet when called again.
+	_, err := topo.Pause(ctx, "n1")
+	require.NoError(t, err)
+	require.NoError(t, topo.Close(ctx))
+	containers, networks, err := container.ListLabelled(ctx, container.LabelRun, topo.RunID())
+	require.NoError(t, err)
+	assert.Empty(t, containers, "containers left after Close")
+	assert.Empty(t, networks, "networks left after Close")
+	for _, n := range nodes {
+		_, _, err := get(n.HTTPURL + "/healthz")
+		require.Error(t, err, "%s after Close", n.ID)
+	}
+	require.NoError(t, topo.Close(ctx))
+	_, err = topo.Restart(ctx, "n2")
+	assert.ErrorContains(t, err, "closed")
+	assert.ErrorContains(t, topo.HealNetwork(ctx), "closed")
+}
+
+// TestDisconnectFallback forces the fallback of a kernel without
+// nftables: a partition that isolates a node disconnects it from the
+// network, and one that does not is rejected.
+func TestDisconnectFallback(t *testing.T) {
+	requireDocker(t)
+	topo := startTopology(t, newConfig(t, "mesh", 3))
+	nodes := topo.Nodes()
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	for _, n := range nodes {
+		waitConnectedPeers(t, n, 2)
+	}
+	require.NoError(t, container.ForceDisconnect(topo))
+
+	_, err := topo.Partition(ctx, []topology.Link{{"n1", "n2"}})
+	require.ErrorIs(t, err, topology.ErrUnsupported)
+	assert.ErrorContains(t, err, "neither end of n1-n2")
+
+	mechanism, err := topo.Partition(ctx, []topology.Link{{"n1", "n3"}, {"n2", "n3"}})
+	require.NoError(t, err)
+	assert.Equal(t, container.MechanismDisconnect, mechanism)
+	waitPeer(t, n1, "n3", false)
+	waitPeer(t, n2, "n3", false)
+	requirePeers(t, n1, "n2")
+
+	require.NoError(t, topo.HealNetwork(ctx))
+	waitUntil(t, "n3 to answer again after it was connected", func() string {
+		if _, _, err := get(n3.HTTPURL + "/healthz"); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	for _, n := range nodes {
+		waitConnectedPeers(t, n, 2)
+	}
+}
