@@ -20,6 +20,8 @@ flags:
   --redis-image TAG  tag of the Redis image (env WSCLUSTER_REDIS_IMAGE, default wscluster/redis:dev);
                      a tag outside wscluster/, such as redis:7, is used as is and not built
   --no-redis         build only the node image
+  --tags TAGS        Go build tags of the node binary, e.g. wscluster_broken_nopurge for the
+                     suite's deliberately broken test build (give it its own --node-image tag)
   --label KEY=VALUE  add a label to both images; repeatable
   --stage-only       stage the build contexts for docker-compose build, without building
   --stage-dir DIR    stage the contexts in DIR/node and DIR/redis instead of docker/ (tests use a
@@ -38,6 +40,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 node_image=${WSCLUSTER_NODE_IMAGE:-wscluster/node:dev}
 redis_image=${WSCLUSTER_REDIS_IMAGE:-wscluster/redis:dev}
 build_redis=1
+go_tags=
 stage_only=0
 print_only=0
 labels=()
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
 	--node-image) [ $# -ge 2 ] || fail "--node-image needs a TAG"; node_image=$2; shift 2 ;;
 	--redis-image) [ $# -ge 2 ] || fail "--redis-image needs a TAG"; redis_image=$2; shift 2 ;;
 	--no-redis) build_redis=0; shift ;;
+	--tags) [ $# -ge 2 ] || fail "--tags needs TAGS"; go_tags=$2; shift 2 ;;
 	--label) [ $# -ge 2 ] || fail "--label needs KEY=VALUE"; labels+=(--label "$2"); shift 2 ;;
 	--stage-only) stage_only=1; shift ;;
 	--stage-dir) [ $# -ge 2 ] || fail "--stage-dir needs a DIR"; stage_dir=$2; shift 2 ;;
@@ -98,7 +102,7 @@ stage_node() {
 	copy_sources node Dockerfile
 	local out=$stage_dir/node
 	for cmd in wscluster wscluster-netfault; do
-		(cd "$root" && CGO_ENABLED=0 GOOS=linux go build -trimpath -buildvcs=false -ldflags=-buildid= -o "$out/$cmd" "./cmd/$cmd") ||
+		(cd "$root" && CGO_ENABLED=0 GOOS=linux go build -tags "$go_tags" -trimpath -buildvcs=false -ldflags=-buildid= -o "$out/$cmd" "./cmd/$cmd") ||
 			fail "go build ./cmd/$cmd failed"
 		chmod 0755 "$out/$cmd"
 		touch -d "$fixed_mtime" "$out/$cmd"
