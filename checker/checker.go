@@ -162,6 +162,18 @@ type Checker interface {
 type Results struct {
 	Valid    Verdict  `json:"valid"`
 	Checkers []Result `json:"checkers"`
+	// Faults lists every fault the nemesis injected, with the mechanism
+	// that injected it, so a reader sees how each fault was made without
+	// opening the history.
+	Faults []FaultRecord `json:"faults"`
+}
+
+// FaultRecord is one injected fault and its window, in seconds since the
+// run started.
+type FaultRecord struct {
+	history.Fault
+	Start float64 `json:"start_s"`
+	Stop  float64 `json:"stop_s"`
 }
 
 // CheckAll runs every checker and combines their verdicts. A checker that
@@ -176,7 +188,15 @@ func CheckAll(in Input, checkers []Checker) Results {
 		verdicts = append(verdicts, r.Valid)
 	}
 	res.Valid = Combine(verdicts...)
+	res.Faults = []FaultRecord{}
+	for _, w := range Windows(in.History) {
+		res.Faults = append(res.Faults, FaultRecord{Fault: w.Fault, Start: seconds(w.Start), Stop: seconds(w.Stop)})
+	}
 	return res
+}
+
+func seconds(ns int64) float64 {
+	return time.Duration(ns).Seconds()
 }
 
 func checkOne(in Input, c Checker) (r Result) {

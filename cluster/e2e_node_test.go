@@ -20,6 +20,7 @@ import (
 
 	"github.com/wscluster/wscluster/config"
 	"github.com/wscluster/wscluster/internal/faultproxy"
+	"github.com/wscluster/wscluster/internal/freeport"
 	"github.com/wscluster/wscluster/server"
 )
 
@@ -74,10 +75,8 @@ func testLogger(t testing.TB) *slog.Logger {
 // proxies are configured with it.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
 	return port
 }
 

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wscluster/wscluster/internal/freeport"
 )
 
 // startTimeout bounds the wait for a started redis-server to answer PING.
@@ -93,12 +95,8 @@ func flagValue(args []string, name string) string {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
 	return port

@@ -39,6 +39,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wscluster/wscluster/internal/freeport"
 	"github.com/wscluster/wscluster/topology"
 )
 
@@ -233,15 +234,13 @@ func validate(cfg *topology.Config) error {
 	return nil
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback TCP port that was free a moment ago, below
+// the ephemeral range, so that no outgoing connection takes it before
+// Docker publishes the node on it.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
-		return 0, fmt.Errorf("container topology: find a free port on 127.0.0.1: %w", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		return 0, fmt.Errorf("container topology: find a free port on 127.0.0.1: %w", err)
+		return 0, fmt.Errorf("container topology: %w", err)
 	}
 	return port, nil
 }

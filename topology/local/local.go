@@ -36,6 +36,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/wscluster/wscluster/internal/freeport"
 	"github.com/wscluster/wscluster/topology"
 )
 
@@ -173,15 +174,13 @@ func (t *Topology) pickPorts() error {
 	return nil
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback TCP port that was free a moment ago, below
+// the ephemeral range, so that no outgoing connection takes it before the
+// node binds it.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
-		return 0, fmt.Errorf("local topology: find a free port on 127.0.0.1: %w", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		return 0, fmt.Errorf("local topology: find a free port on 127.0.0.1: %w", err)
+		return 0, fmt.Errorf("local topology: %w", err)
 	}
 	return port, nil
 }
