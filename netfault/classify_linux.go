@@ -19,6 +19,16 @@ var hints = map[string]string{
 	"sch_prio":   "degrade the whole device (no --peers) or add latency with a proxy instead",
 	"cls_u32":    "degrade the whole device (no --peers) or add latency with a proxy instead",
 	capNetAdmin:  "run the sidecar with --cap-add NET_ADMIN --user 0",
+
+	// The NFQUEUE delay fallback.
+	"nfqueue_serve":   "start \"wscluster-netfault serve\" in this network namespace, which delays packets through NFQUEUE, or add latency with a proxy",
+	"nfnetlink":       "add latency with a proxy instead",
+	"nfnetlink_queue": "add latency with a proxy instead",
+	"xt_NFQUEUE":      "add latency with a proxy instead",
+
+	// Connection resets.
+	"sock_destroy": "reset with --mechanism nftables-reset, which rejects the peers' packets with TCP resets for a moment",
+	"nft_reject":   "kill the process or partition the link instead",
 }
 
 // classify turns the kernel's "not supported" errors for feature into an

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -221,6 +223,37 @@ func (m *mesh) status(node string) (clusterStatus, error) {
 	return s, json.NewDecoder(resp.Body).Decode(&s)
 }
 
+// reconnects returns the wscluster_peer_reconnects_total sample of node
+// for peer, and 0 while the counter was never incremented.
+func (m *mesh) reconnects(node, peer string) float64 {
+	m.t.Helper()
+	body := m.get(node, "/metrics")
+	sample := `wscluster_peer_reconnects_total{peer="` + peer + `"} `
+	for line := range strings.Lines(body) {
+		if value, ok := strings.CutPrefix(line, sample); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			require.NoError(m.t, err, "sample %q", line)
+			return v
+		}
+	}
+	return 0
+}
+
+// get returns the body of a GET of path on node, through its published
+// port.
+func (m *mesh) get(node, path string) string {
+	m.t.Helper()
+	port := docker(m.t, "port", m.container(node), "8080/tcp")
+	port = strings.Split(port, "\n")[0]
+	port = port[strings.LastIndex(port, ":")+1:]
+	resp, err := http.Get("http://127.0.0.1:" + port + path)
+	require.NoError(m.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(m.t, err)
+	return string(body)
+}
+
 // connected returns the ids of node's connected peers.
 func (m *mesh) connected(node string) []string {
 	s, err := m.status(node)
@@ -314,29 +347,70 @@ func TestPartitionBetweenContainers(t *testing.T) {
 	m.waitConnected(full, 15*time.Second)
 
 	t.Run("delay", func(t *testing.T) { testContainerDelay(t, sidecar, ip2) })
+	t.Run("reset", func(t *testing.T) { testContainerReset(t, m, sidecar, ip2, full) })
 	t.Run("no NET_ADMIN", func(t *testing.T) { testSidecarWithoutNetAdmin(t, m) })
 }
 
-// testContainerDelay accepts both kernels: with netem the delay must show in
-// status and heal must remove it; without, the helper must exit 3 and name
-// the missing qdisc.
+// testContainerDelay accepts every kernel. With netem, or with the NFQUEUE
+// fallback through the sidecar's serve process, the delay must show in
+// status and heal must remove it. Without either, the helper must exit 3
+// and name what is missing.
 func testContainerDelay(t *testing.T, sidecar, peer string) {
 	for _, args := range [][]string{
 		{"degrade", "--delay", "50ms", "--jitter", "10ms"},
 		{"degrade", "--delay", "50ms", "--peers", peer},
+		{"degrade", "--delay", "50ms", "--peers", peer, "--delay-mechanism", "nfqueue"},
 	} {
-		_, errOut, code := netfaultExec(t, sidecar, args...)
+		out, errOut, code := netfaultExec(t, sidecar, args...)
 		if code == 3 {
-			assert.Regexp(t, `^unsupported: sch_(netem|prio) `, errOut)
+			assert.Regexp(t, `^unsupported: (sch_(netem|prio)|nft_queue|nfnetlink)`, errOut)
 			assert.Equal(t, 1, strings.Count(errOut, "\n")+1, "the unsupported message must be one line: %q", errOut)
-			assert.False(t, readStatus(t, sidecar).HasDelay(), "a refused degrade left a qdisc")
+			assert.False(t, readStatus(t, sidecar).HasDelay(), "a refused degrade left a delay")
 			continue
 		}
 		require.Equal(t, 0, code, "%v: %s", args, errOut)
-		assert.True(t, readStatus(t, sidecar).HasDelay(), "%v installed no netem qdisc", args)
+		var result struct {
+			DelayMechanism string `json:"delay_mechanism"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &result), "degrade output %q", out)
+		assert.Contains(t, []string{netfault.DelayNetem, netfault.DelayNFQueue}, result.DelayMechanism, "%v", args)
+		st := readStatus(t, sidecar)
+		assert.True(t, st.HasDelay(), "%v installed no delay: %+v", args, st)
+		if result.DelayMechanism == netfault.DelayNFQueue {
+			require.NotNil(t, st.NFQueue, "status without the serve process's queue")
+			assert.Equal(t, 50*time.Millisecond, st.NFQueue.Delay)
+		}
 		_, errOut, code = netfaultExec(t, sidecar, "heal")
 		require.Equal(t, 0, code, "heal failed: %s", errOut)
-		assert.False(t, readStatus(t, sidecar).HasDelay(), "heal left a qdisc")
+		st = readStatus(t, sidecar)
+		assert.False(t, st.HasDelay(), "heal left a delay: %+v", st)
+		assert.Zero(t, st.NFTRules, "heal left rules")
+	}
+}
+
+// testContainerReset resets n1's link to n2 with each mechanism and checks
+// that n1 counts a reconnect to n2 and that no rule is left.
+func testContainerReset(t *testing.T, m *mesh, sidecar, peer string, full map[string][]string) {
+	for _, mechanism := range []string{netfault.ResetSockDestroy, netfault.ResetNFTables} {
+		before := m.reconnects("n1", "n2")
+		out, errOut, code := netfaultExec(t, sidecar, "reset", "--peers", peer, "--mechanism", mechanism)
+		if code == 3 {
+			assert.Contains(t, errOut, "unsupported: sock_destroy", "%s", mechanism)
+			continue
+		}
+		require.Equal(t, 0, code, "reset --mechanism %s: %s", mechanism, errOut)
+		var result netfault.ResetResult
+		require.NoError(t, json.Unmarshal([]byte(out), &result), "reset output %q", out)
+		assert.Equal(t, mechanism, result.Mechanism)
+		assert.Positive(t, result.Connections, "n1 has a link to n2, so at least one connection")
+		assert.Zero(t, readStatus(t, sidecar).NFTRules, "rules left after reset")
+
+		deadline := time.Now().Add(15 * time.Second)
+		for m.reconnects("n1", "n2") <= before && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		assert.Greater(t, m.reconnects("n1", "n2"), before, "n1 counted no reconnect to n2 after reset with %s", mechanism)
+		m.waitConnected(full, 15*time.Second)
 	}
 }
 

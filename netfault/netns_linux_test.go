@@ -48,13 +48,17 @@ func runInNetns(t *testing.T) {
 	require.Len(t, links, 1, "expected a fresh network namespace with only lo")
 	require.Equal(t, "lo", links[0].Attrs().Name)
 	require.NoError(t, netlink.LinkSetUp(links[0]))
-	t.Cleanup(func() { assert.NoError(t, Heal()) })
+	t.Cleanup(func() { assert.NoError(t, Heal("")) })
 
 	t.Run("partition", testPartitionLoopback)
 	t.Run("loss", testLossLoopback)
 	t.Run("delay", testDelayLoopback)
 	t.Run("coexist", testPartitionKeepsLoss)
 	t.Run("bad device", testDegradeUnknownDevice)
+	t.Run("nfqueue delay", testQueueDelayLoopback)
+	t.Run("nfqueue without serve", testQueueDelayWithoutServe)
+	t.Run("reset sock-destroy", testResetSockDestroy)
+	t.Run("reset nftables", testResetNFTables)
 }
 
 func testPartitionLoopback(t *testing.T) {
@@ -70,23 +74,23 @@ func testPartitionLoopback(t *testing.T) {
 }
 
 func testLossLoopback(t *testing.T) {
-	require.NoError(t, Degrade(Degradation{Device: "lo", Loss: 0.5}))
+	require.NoError(t, degrade(Degradation{Device: "lo", Loss: 0.5}))
 	assertRules(t, 1)
 	received := udpDelivered(t, "127.0.0.1", 2000)
 	assert.InDelta(t, 1000, received, 150, "loss 0.5 should drop about half of 2000 datagrams")
 
 	// Peers scope the loss to packets from those sources.
 	peer := netip.MustParseAddr("127.0.0.2")
-	require.NoError(t, Degrade(Degradation{Device: "lo", Loss: 1, Peers: []netip.Addr{peer}}))
+	require.NoError(t, degrade(Degradation{Device: "lo", Loss: 1, Peers: []netip.Addr{peer}}))
 	assert.Equal(t, 0, udpDelivered(t, "127.0.0.2", 200), "loss 1 must drop every datagram from the peer")
 	assert.Equal(t, 200, udpDelivered(t, "127.0.0.1", 200), "loss must not touch other sources")
 
-	require.NoError(t, Degrade(Degradation{Device: "lo"}))
+	require.NoError(t, degrade(Degradation{Device: "lo"}))
 	assertRules(t, 0)
 }
 
 func testDelayLoopback(t *testing.T) {
-	err := Degrade(Degradation{Device: "lo", Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond})
+	err := degrade(Degradation{Device: "lo", Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, DelayMechanism: DelayNetem})
 	if err != nil {
 		// Kernels built without sch_netem cannot delay, and the error must name
 		// the missing qdisc.
@@ -96,36 +100,42 @@ func testDelayLoopback(t *testing.T) {
 		assert.Contains(t, err.Error(), "unsupported: sch_netem")
 		t.Skipf("kernel without netem: %v", err)
 	}
-	s, err := ReadStatus()
+	s, err := ReadStatus("")
 	require.NoError(t, err)
 	assert.True(t, s.HasDelay(), "no netem qdisc after Degrade: %+v", s.Qdiscs)
 
-	require.NoError(t, Heal())
-	s, err = ReadStatus()
+	require.NoError(t, Heal(""))
+	s, err = ReadStatus("")
 	require.NoError(t, err)
 	assert.False(t, s.HasDelay(), "Heal left a qdisc: %+v", s.Qdiscs)
 }
 
 func testPartitionKeepsLoss(t *testing.T) {
-	require.NoError(t, Degrade(Degradation{Device: "lo", Loss: 0.1}))
+	require.NoError(t, degrade(Degradation{Device: "lo", Loss: 0.1}))
 	require.NoError(t, Partition([]netip.Addr{netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("::2")}))
 	assertRules(t, 1+4)
 
-	require.NoError(t, Heal())
+	require.NoError(t, Heal(""))
 	assertRules(t, 0)
-	require.NoError(t, Heal(), "a second Heal must be a no-op")
+	require.NoError(t, Heal(""), "a second Heal must be a no-op")
 }
 
 func testDegradeUnknownDevice(t *testing.T) {
-	err := Degrade(Degradation{Device: "nosuchdev0", Loss: 0.1})
+	err := degrade(Degradation{Device: "nosuchdev0", Loss: 0.1})
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, ErrUnsupported), "a missing device is not a missing kernel feature: %v", err)
 	assert.Contains(t, err.Error(), "nosuchdev0")
 }
 
+// degrade runs Degrade without a serve process.
+func degrade(d Degradation) error {
+	_, err := Degrade(d, "")
+	return err
+}
+
 func assertRules(t *testing.T, want int) {
 	t.Helper()
-	s, err := ReadStatus()
+	s, err := ReadStatus("")
 	require.NoError(t, err)
 	assert.Equal(t, want, s.NFTRules, "rules in table inet %s", TableName)
 }

@@ -20,6 +20,19 @@ const DefaultDevice = "eth0"
 // them in microseconds in 32 bits, and a fault test needs far less.
 const MaxDelay = time.Minute
 
+// Delay mechanisms, the values of Degradation.DelayMechanism.
+const (
+	// DelayNetem delays packets with a netem qdisc in the kernel.
+	DelayNetem = "netem"
+	// DelayNFQueue sends packets through NFQUEUE to a running serve
+	// process, which accepts each one after the delay. It needs no qdisc.
+	DelayNFQueue = "nfqueue"
+)
+
+// DefaultControlSocket is the unix socket on which "wscluster-netfault
+// serve" takes requests from the other commands in the same container.
+const DefaultControlSocket = "/run/wscluster-netfault/control.sock"
+
 // ifNameSize is IFNAMSIZ of Linux: an interface name has at most 15 bytes
 // plus the terminating NUL.
 const ifNameSize = 16
@@ -29,10 +42,13 @@ const ifNameSize = 16
 type Degradation struct {
 	// Device is the interface to degrade; empty means DefaultDevice.
 	Device string
-	// Delay is added to every egress packet (to Peers only, if set) by netem.
+	// Delay is added to every egress packet (to Peers only, if set).
 	Delay time.Duration
 	// Jitter varies Delay uniformly by up to this much; it needs Delay > 0.
 	Jitter time.Duration
+	// DelayMechanism is DelayNetem, DelayNFQueue, or empty to try netem
+	// first and fall back to NFQUEUE where the kernel lacks netem.
+	DelayMechanism string
 	// Loss is the fraction of ingress packets dropped on Device (from Peers
 	// only, if set), from 0 to 1 in steps of 0.001.
 	Loss float64
@@ -63,7 +79,12 @@ func (d Degradation) Validate() error {
 		return fmt.Errorf("%w: jitter %v: use 0 to %v", ErrInvalid, d.Jitter, MaxDelay)
 	}
 	if d.Jitter > 0 && d.Delay == 0 {
-		return fmt.Errorf("%w: jitter %v without a delay: netem varies the delay, so set --delay too", ErrInvalid, d.Jitter)
+		return fmt.Errorf("%w: jitter %v without a delay: jitter varies the delay, so set --delay too", ErrInvalid, d.Jitter)
+	}
+	switch d.DelayMechanism {
+	case "", DelayNetem, DelayNFQueue:
+	default:
+		return fmt.Errorf("%w: delay mechanism %q: use %q, %q or empty for netem with a fallback to nfqueue", ErrInvalid, d.DelayMechanism, DelayNetem, DelayNFQueue)
 	}
 	if _, err := lossPermille(d.Loss); err != nil {
 		return err

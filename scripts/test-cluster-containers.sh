@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the scenario matrix of the suite on the container topology: each
-# node in its own container, network faults applied with nftables and
-# netem in the nodes' network namespaces. It builds the images first
+# node in its own container, network faults applied with nftables, and with
+# netem or an NFQUEUE delay, in the nodes' network namespaces. It builds the images first
 # (scripts/build-images.sh), then runs every engine with each fault set.
 # It fails when any run is invalid, unknown or could not be carried out,
 # lists each run's report, and prints the time the matrix took.
@@ -9,16 +9,16 @@
 # Without a reachable Docker daemon it prints that the container matrix was
 # skipped and exits 0: only the local matrix (scripts/test-cluster.sh) ran.
 #
-# A fault that this kernel cannot apply, such as latency without sch_netem
-# and sch_prio, makes its run end as UNSUPPORTED, which fails the matrix
-# unless ALLOW_UNSUPPORTED=1.
+# A fault that this kernel cannot apply makes its run end as UNSUPPORTED,
+# which fails the matrix unless ALLOW_UNSUPPORTED=1.
 #
 # Environment:
 #   DURATION           length of each scenario's main phase (default 20s)
 #   ENGINES            engines to cover (default "mesh redis")
 #   NEMESES            fault sets to cover (default "none partition-halves
-#                      partition-isolate kill pause latency redis-kill");
-#                      redis-kill runs with the redis engine only
+#                      partition-isolate kill pause latency,loss redis-kill");
+#                      latency,loss alternates delay with jitter and packet
+#                      loss; redis-kill runs with the redis engine only
 #   SEED               seed of every run (default 7)
 #   ALLOW_UNSUPPORTED  1 to report unsupported faults without failing
 set -uo pipefail
@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20s}
 ENGINES=${ENGINES:-mesh redis}
-NEMESES=${NEMESES:-none partition-halves partition-isolate kill pause latency redis-kill}
+NEMESES=${NEMESES:-none partition-halves partition-isolate kill pause latency,loss redis-kill}
 SEED=${SEED:-7}
 ALLOW_UNSUPPORTED=${ALLOW_UNSUPPORTED:-0}
 SUITE=bin/wscluster-suite

@@ -23,7 +23,13 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"degrade", "--loss", "1.5"}, "loss 1.5"},
 		{[]string{"degrade", "--jitter", "10ms"}, "without a delay"},
 		{[]string{"degrade", "--delay", "soon"}, "invalid value"},
+		{[]string{"degrade", "--delay", "1ms", "--delay-mechanism", "tc"}, `delay mechanism "tc"`},
 		{[]string{"heal", "now"}, "takes no arguments"},
+		{[]string{"reset"}, "reset needs --peers LIST"},
+		{[]string{"reset", "--peers", ","}, "reset needs --peers LIST"},
+		{[]string{"reset", "--peers", "10.0.0.2", "--mechanism", "magic"}, `reset mechanism "magic"`},
+		{[]string{"reset", "--peers", "10.0.0.2", "--hold", "1h"}, "reset hold 1h0m0s"},
+		{[]string{"reset", "--peers", "0.0.0.0"}, "unspecified"},
 	}
 	for _, c := range cases {
 		var stdout, stderr bytes.Buffer

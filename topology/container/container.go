@@ -9,12 +9,15 @@
 // docker kill (SIGKILL) and paused with docker pause (the cgroup freezer).
 //
 // Network faults are applied by a sidecar container per node and for Redis.
-// A sidecar runs wscluster-netfault from the node image in the network
-// namespace of its container, with CAP_NET_ADMIN, and installs nftables
-// rules (partitions, packet loss) and netem qdiscs (latency). On a kernel
-// without nftables, a partition that isolates whole containers falls back
-// to docker network disconnect. Any other fault the kernel cannot apply
-// returns an error wrapping topology.ErrUnsupported.
+// A sidecar runs wscluster-netfault from the node image in the network namespace
+// of its container, with CAP_NET_ADMIN. Partitions and packet loss are
+// nftables rules. Latency uses netem, or on a kernel without it an NFQUEUE
+// reader in the sidecar that holds packets for the delay. Connection resets
+// destroy the sockets (SOCK_DESTROY) or, failing that, reject packets with TCP
+// resets for a moment. On a kernel without nftables, a partition that
+// isolates whole containers falls back to docker network disconnect. Any
+// other fault the kernel cannot apply returns an error wrapping
+// topology.ErrUnsupported.
 //
 // Every network and container carries the labels wscluster.test=1,
 // wscluster.run, wscluster.owner.pid and wscluster.owner.host. Start removes

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/wscluster/wscluster/netfault"
 	"github.com/wscluster/wscluster/topology"
 )
 
@@ -14,6 +16,27 @@ import (
 // that the engine does not have, such as two nodes of a Redis cluster,
 // which talk only through Redis. Links lists the links that exist.
 var ErrUnknownLink = errors.New("container topology: no such link")
+
+// Mechanisms of the network faults that the helper chooses, besides
+// MechanismNFTables, MechanismNetem and MechanismDisconnect.
+const (
+	// MechanismNFQueue delays packets in the sidecar's serve process,
+	// which reads them from an NFQUEUE, on kernels without netem.
+	MechanismNFQueue = netfault.DelayNFQueue
+	// MechanismSockDestroy aborts TCP sockets with SOCK_DESTROY of
+	// sock_diag; the kernel sends a RST to the other end.
+	MechanismSockDestroy = netfault.ResetSockDestroy
+	// MechanismNFTablesReset rejects the other end's TCP packets with a
+	// RST for a moment, on kernels without CONFIG_INET_DIAG_DESTROY.
+	MechanismNFTablesReset = netfault.ResetNFTables
+	// MechanismNone is returned by ResetConnections when no given link
+	// has both ends up and on the network, so no connection was open.
+	MechanismNone = "none"
+)
+
+// maxResetHold bounds how long the nftables-reset fallback rejects
+// packets, as the helper does.
+const maxResetHold = 10 * time.Second
 
 // member returns the member of a node id or topology.Redis, and the
 // network state.
@@ -153,11 +176,14 @@ func (t *Topology) Partition(ctx context.Context, links []topology.Link) (string
 }
 
 // Degrade delays the packets that each end of a link sends to the other by
-// f.Latency ± f.Jitter with netem, so a round trip gains about twice the
-// latency. Each end also drops the fraction f.Loss of the packets it
-// receives from the other, with nftables. On a kernel without netem (or
-// without prio, which limits the delay to some peers), a latency returns an
-// error wrapping topology.ErrUnsupported. Loss alone needs nftables only.
+// f.Latency ± f.Jitter, so a round trip gains about twice the latency.
+// Each end also drops the fraction f.Loss of the packets it receives from
+// the other, with nftables. The delay uses netem, or, on a kernel without
+// netem or prio (which limits the delay to some peers), the sidecar's
+// NFQUEUE reader, which keeps the packet order. The mechanism returned is
+// MechanismNetem or MechanismNFQueue for a latency, and MechanismNFTables
+// for loss alone. Where neither delay works, a latency returns an error
+// wrapping topology.ErrUnsupported that names what the kernel lacks.
 func (t *Topology) Degrade(ctx context.Context, links []topology.Link, f topology.LinkFault) (string, error) {
 	if f.Latency < 0 || f.Jitter < 0 || f.Loss < 0 || f.Loss > 1 || (f.Jitter > 0 && f.Latency == 0) {
 		return "", fmt.Errorf("container topology: degrade: invalid link fault %+v: want latency and jitter >= 0, jitter only with a latency, and loss from 0 to 1", f)
@@ -166,26 +192,32 @@ func (t *Topology) Degrade(ctx context.Context, links []topology.Link, f topolog
 	if err != nil {
 		return "", err
 	}
-	if err := ns.degrade(ctx, links, f); err != nil {
+	mechanism, err := ns.degrade(ctx, links, f)
+	if err != nil {
 		return "", fmt.Errorf("container topology: degrade %s with %+v: %w", formatLinks(links), f, err)
-	}
-	mechanism := MechanismNFTables
-	if f.Latency > 0 {
-		mechanism = MechanismNetem
 	}
 	t.log.Info("links degraded", "links", formatLinks(links), "latency", f.Latency, "jitter", f.Jitter, "loss", f.Loss, "mechanism", mechanism)
 	return mechanism, nil
 }
 
-// ResetConnections returns an error wrapping topology.ErrUnsupported:
-// wscluster-netfault has no command that resets connections.
-func (t *Topology) ResetConnections(_ context.Context, links []topology.Link) (string, error) {
-	_, links, err := t.checkLinks("reset connections", links)
+// ResetConnections makes every open TCP connection on the links fail
+// once, in the namespace of one end of each link: with MechanismSockDestroy
+// at once, or with MechanismNFTablesReset during twice the heartbeat
+// interval (at least 300 ms, at most 10 s). New connections go through
+// afterwards. Links with an end that is killed or off the network have no
+// open connection and are skipped.
+func (t *Topology) ResetConnections(ctx context.Context, links []topology.Link) (string, error) {
+	ns, links, err := t.checkLinks("reset connections", links)
 	if err != nil {
 		return "", err
 	}
-	return "", fmt.Errorf("container topology: reset connections on %s: %w: wscluster-netfault has no command that resets connections; use the local topology for reset faults",
-		formatLinks(links), topology.ErrUnsupported)
+	hold := min(max(netfault.DefaultResetHold, 2*t.cfg.HeartbeatInterval), maxResetHold)
+	mechanism, connections, err := ns.reset(ctx, links, hold)
+	if err != nil {
+		return "", fmt.Errorf("container topology: reset connections on %s: %w", formatLinks(links), err)
+	}
+	t.log.Info("connections reset", "links", formatLinks(links), "connections", connections, "mechanism", mechanism)
+	return mechanism, nil
 }
 
 // HealNetwork removes every partition and link fault: it heals each

@@ -70,6 +70,9 @@ func TestMeshFaults(t *testing.T) {
 			require.Error(t, err, "a killed node answers nothing")
 			_, err = topo.Kill(ctx, "n2")
 			assert.ErrorContains(t, err, "kill n2: it is killed, not running")
+			mechanism, err = topo.ResetConnections(ctx, []topology.Link{{"n1", "n2"}})
+			require.NoError(t, err)
+			assert.Equal(t, container.MechanismNone, mechanism, "a link to a killed node has no connection to reset")
 
 			// The cut of a link to a killed node reaches its new namespace.
 			_, err = topo.Partition(ctx, []topology.Link{{"n1", "n2"}})
@@ -108,9 +111,11 @@ func TestMeshFaults(t *testing.T) {
 			allLinked(t)
 		}},
 		{"latency", func(t *testing.T) {
-			mechanism, err := topo.Degrade(ctx, []topology.Link{{"n1", "n3"}}, topology.LinkFault{Latency: 100 * time.Millisecond, Jitter: 10 * time.Millisecond})
+			ps := newPubSub(t, n1, n3, "latency")
+			before := ps.measure(t)
+			mechanism, err := topo.Degrade(ctx, []topology.Link{{"n1", "n3"}}, topology.LinkFault{Latency: 150 * time.Millisecond, Jitter: 10 * time.Millisecond})
 			if err != nil {
-				// Kernels without sch_netem or sch_prio cannot delay one
+				// Kernels without netem, prio and NFQUEUE cannot delay one
 				// peer's packets, and the error must name what is missing.
 				require.ErrorIs(t, err, topology.ErrUnsupported)
 				assert.ErrorContains(t, err, "unsupported: sch_")
@@ -118,21 +123,64 @@ func TestMeshFaults(t *testing.T) {
 				requireNoFaults(t, topo, "n1", "n3")
 				return
 			}
-			assert.Equal(t, container.MechanismNetem, mechanism)
+			assert.Contains(t, []string{container.MechanismNetem, container.MechanismNFQueue}, mechanism)
+			for _, name := range []string{"n1", "n3"} {
+				st, err := container.SidecarStatus(ctx, topo, name)
+				require.NoError(t, err)
+				assert.True(t, st.HasDelay(), "status of %s: %+v", name, st)
+				if mechanism == container.MechanismNFQueue {
+					require.NotNil(t, st.NFQueue, "status of %s", name)
+					assert.Equal(t, 150*time.Millisecond, st.NFQueue.Delay, "delay in %s", name)
+					assert.Equal(t, 1, st.NFTRules, "one queue rule in %s, for the other end", name)
+				}
+			}
+			requireNoFaults(t, topo, "n2")
+
+			// A publish from n1 to n3 waits for n1's egress delay, and the
+			// link stays up, because 150ms is below the peer timeout.
+			during := ps.measure(t)
+			assert.GreaterOrEqual(t, during, 140*time.Millisecond, "publish from n1 to n3 with 150ms ± 10ms on the link")
+			requirePeers(t, n1, "n2", "n3")
 			st, err := container.SidecarStatus(ctx, topo, "n1")
 			require.NoError(t, err)
-			assert.True(t, st.HasDelay(), "qdiscs of n1: %+v", st.Qdiscs)
+			if st.NFQueue != nil {
+				assert.Positive(t, st.NFQueue.Released, "packets that n1's queue released")
+			}
+
 			require.NoError(t, topo.HealNetwork(ctx))
 			requireNoFaults(t, topo, "n1", "n3")
+			after := ps.measure(t)
+			t.Logf("publish n1 to n3 with %s: %s before, %s with 150ms latency, %s after healing", mechanism, before, during, after)
+			assert.Less(t, after, 100*time.Millisecond, "publish from n1 to n3 after healing")
+		}},
+		{"reset connections", func(t *testing.T) {
+			reconnects := func() float64 {
+				return counter(t, n1, `wscluster_peer_reconnects_total{peer="n2"}`) +
+					counter(t, n2, `wscluster_peer_reconnects_total{peer="n1"}`)
+			}
+			before := reconnects()
+			mechanism, err := topo.ResetConnections(ctx, []topology.Link{{"n2", "n1"}})
+			require.NoError(t, err)
+			assert.Contains(t, []string{container.MechanismSockDestroy, container.MechanismNFTablesReset}, mechanism)
+			took := waitUntil(t, "n1 and n2 to link again after the reset", func() string {
+				if reconnects() <= before {
+					return "no reconnect counted yet"
+				}
+				return ""
+			})
+			t.Logf("the reset with %s was followed by a reconnect within %s", mechanism, took)
+			allLinked(t)
+			requireNoFaults(t, topo, "n1", "n2", "n3")
 		}},
 		{"invalid and unsupported faults", func(t *testing.T) {
 			_, err := topo.Degrade(ctx, []topology.Link{{"n1", "n2"}}, topology.LinkFault{Loss: 1.5})
 			assert.ErrorContains(t, err, "invalid link fault")
 			_, err = topo.Degrade(ctx, []topology.Link{{"n1", "n2"}}, topology.LinkFault{Jitter: time.Millisecond})
 			assert.ErrorContains(t, err, "jitter only with a latency")
-			_, err = topo.ResetConnections(ctx, []topology.Link{{"n1", "n2"}})
-			require.ErrorIs(t, err, topology.ErrUnsupported)
-			assert.ErrorContains(t, err, "no command that resets connections")
+			_, err = topo.ResetConnections(ctx, nil)
+			assert.ErrorContains(t, err, "no links given")
+			_, err = topo.ResetConnections(ctx, []topology.Link{{"n1", "n4"}})
+			require.ErrorIs(t, err, topology.ErrUnknownNode)
 
 			// One namespace takes one degradation, so n2 cannot lose 10% from
 			// n1 and 20% from n3; the second call changes nothing.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -54,6 +55,9 @@ type netState struct {
 type appliedRules struct {
 	drop    string // the --drop list of the partition
 	degrade string // the degrade arguments, "" for none
+	// delayMechanism is the delay mechanism the helper reported for
+	// degrade, "" without a delay.
+	delayMechanism string
 }
 
 func newNetState(t *Topology, nw *testcontainers.DockerNetwork, members map[string]*member) *netState {
@@ -205,10 +209,11 @@ func (ns *netState) apply(ctx context.Context, name string) error {
 		if len(args) == 0 {
 			args = []string{"--delay", "0s", "--loss", "0"}
 		}
-		if _, err := sc.run(ctx, append([]string{"degrade"}, args...)...); err != nil {
+		mechanism, err := sc.degrade(ctx, args)
+		if err != nil {
 			return err
 		}
-		a.degrade = key
+		a.degrade, a.delayMechanism = key, mechanism
 		ns.applied[name] = a
 	}
 	return nil
@@ -430,9 +435,10 @@ func (ns *netState) connect(ctx context.Context, name string) error {
 	return nil
 }
 
-// degrade replaces the fault of links with f; a zero f removes it. On an
-// error every namespace keeps the rules it had.
-func (ns *netState) degrade(ctx context.Context, links []topology.Link, f topology.LinkFault) error {
+// degrade replaces the fault of links with f; a zero f removes it. It
+// returns the mechanism of the delay, or MechanismNFTables without one. On
+// an error every namespace keeps the rules it had.
+func (ns *netState) degrade(ctx context.Context, links []topology.Link, f topology.LinkFault) (string, error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	prev := maps.Clone(ns.slow)
@@ -445,11 +451,63 @@ func (ns *netState) degrade(ctx context.Context, links []topology.Link, f topolo
 	}
 	names := ns.endpoints(links)
 	err := ns.applyAll(ctx, names)
-	if err == nil {
-		return nil
+	if err != nil {
+		ns.slow = prev
+		return "", errors.Join(err, ns.applyAll(ctx, names))
 	}
-	ns.slow = prev
-	return errors.Join(err, ns.applyAll(ctx, names))
+	if f.Latency > 0 {
+		for _, name := range names {
+			if m := ns.applied[name].delayMechanism; m != "" {
+				return m, nil
+			}
+		}
+	}
+	return MechanismNFTables, nil
+}
+
+// reset makes every open TCP connection on links fail once. It runs the
+// helper in one end's namespace per link, because the RST that the kernel
+// sends there fails the other end too, and a second run at the other end
+// could hit the connection already made again. It returns the helper's
+// mechanism and the number of connections, or MechanismNone when no link
+// has both ends on the network, so no connection can be open.
+func (ns *netState) reset(ctx context.Context, links []topology.Link, hold time.Duration) (string, int, error) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	peers := map[string][]string{}
+	for _, l := range links {
+		if end, peer, ok := ns.resetEnd(l); ok {
+			peers[end] = append(peers[end], ns.ips[peer].String())
+		}
+	}
+	mechanism, connections := MechanismNone, 0
+	for _, end := range slices.Sorted(maps.Keys(peers)) {
+		result, err := ns.sidecars[end].reset(ctx, peers[end], hold)
+		if err != nil {
+			return "", connections, err
+		}
+		mechanism = result.Mechanism
+		connections += result.Connections
+	}
+	return mechanism, connections, nil
+}
+
+// resetEnd returns the end of l whose namespace resets the link, and the
+// other end. Both ends must be up and on the network, with a sidecar at
+// the chosen one.
+func (ns *netState) resetEnd(l topology.Link) (end, peer string, ok bool) {
+	for _, e := range l {
+		if ns.down[e] || ns.disconnected[e] || !ns.ips[e].IsValid() {
+			return "", "", false
+		}
+	}
+	for _, end := range []string{l[0], l[1]} {
+		if ns.sidecars[end] != nil {
+			peer, _ := otherEnd(l, end)
+			return end, peer, true
+		}
+	}
+	return "", "", false
 }
 
 // heal removes every rule and qdisc in every namespace, connects the

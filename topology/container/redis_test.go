@@ -48,6 +48,17 @@ func TestRedisFaults(t *testing.T) {
 			t.Logf("/readyz of n1 turned 200 %s after healing", waitReadyz(t, n1, http.StatusOK))
 			requireNoFaults(t, topo, "n1", "n2", topology.Redis)
 		}},
+		{"reset connections to Redis", func(t *testing.T) {
+			mechanism, err := topo.ResetConnections(ctx, []topology.Link{{topology.Redis, "n1"}})
+			require.NoError(t, err)
+			assert.Contains(t, []string{container.MechanismSockDestroy, container.MechanismNFTablesReset}, mechanism)
+			requireNoFaults(t, topo, "n1", topology.Redis)
+
+			// n1 reconnects to Redis, so its publishes reach n2 again.
+			t.Logf("/readyz of n1 is 200 %s after the reset", waitReadyz(t, n1, http.StatusOK))
+			ps := newPubSub(t, n1, n2, "after-reset")
+			t.Logf("a publish from n1 reached n2 in %s after the reset", ps.measure(t))
+		}},
 		{"kill and restart Redis", func(t *testing.T) {
 			mechanism, err := topo.Kill(ctx, topology.Redis)
 			require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
@@ -87,24 +88,53 @@ func (s *sidecar) run(ctx context.Context, args ...string) (string, error) {
 	}
 }
 
-// status returns the rules and qdiscs in the sidecar's namespace.
+// status returns the rules, qdiscs and NFQUEUE delay in the sidecar's
+// namespace.
 func (s *sidecar) status(ctx context.Context) (netfault.Status, error) {
 	out, err := s.run(ctx, "status")
 	if err != nil {
 		return netfault.Status{}, err
 	}
-
-	// The output may carry log lines of the helper before the JSON object.
 	var st netfault.Status
+	return st, s.decodeJSONLine("status", out, &st)
+}
+
+// degrade runs the helper's degrade with args and returns the delay
+// mechanism it used, "" without a delay.
+func (s *sidecar) degrade(ctx context.Context, args []string) (string, error) {
+	out, err := s.run(ctx, append([]string{"degrade"}, args...)...)
+	if err != nil {
+		return "", err
+	}
+	var result struct {
+		DelayMechanism string `json:"delay_mechanism"`
+	}
+	return result.DelayMechanism, s.decodeJSONLine("degrade", out, &result)
+}
+
+// reset runs the helper's reset for the connections with peers.
+func (s *sidecar) reset(ctx context.Context, peers []string, hold time.Duration) (netfault.ResetResult, error) {
+	out, err := s.run(ctx, "reset", "--peers", strings.Join(peers, ","), "--hold", hold.String())
+	if err != nil {
+		return netfault.ResetResult{}, err
+	}
+	var result netfault.ResetResult
+	return result, s.decodeJSONLine("reset", out, &result)
+}
+
+// decodeJSONLine decodes the JSON object that the helper's command wrote
+// as one line. The output may carry the helper's log lines too, because
+// docker exec merges stdout and stderr.
+func (s *sidecar) decodeJSONLine(command, out string, v any) error {
 	for line := range strings.Lines(out) {
 		if strings.HasPrefix(line, "{") {
-			if err := json.Unmarshal([]byte(line), &st); err != nil {
-				return st, fmt.Errorf("%s: parse the output of status %q: %w", s.member, line, err)
+			if err := json.Unmarshal([]byte(line), v); err != nil {
+				return fmt.Errorf("%s: parse the output of %s %q: %w", s.member, command, line, err)
 			}
-			return st, nil
+			return nil
 		}
 	}
-	return st, fmt.Errorf("%s: status printed no JSON object: %q", s.member, out)
+	return fmt.Errorf("%s: %s printed no JSON object: %q", s.member, command, out)
 }
 
 // lastLine returns the last line of s, where the helper writes its error.
