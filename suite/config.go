@@ -34,8 +34,9 @@ type Config struct {
 	Nemesis string
 	// Duration is the length of the main phase. Default 60s.
 	Duration time.Duration
-	// Recovery is the quiet wait after the final heal. Default the larger
-	// of 10s and 3 x PeerTimeout.
+	// Recovery is the quiet wait after the final heal. Default the largest
+	// of 10s, 3 x PeerTimeout and 2 x PingInterval + 2s, so that the nodes
+	// have closed every silent client before the final reads.
 	Recovery time.Duration
 	// Seed drives every random choice of the workload and the nemesis.
 	Seed int64
@@ -48,7 +49,9 @@ type Config struct {
 	// "wscluster/node:dev".
 	Image string
 	// HeartbeatInterval, PeerTimeout and PingInterval are passed to the
-	// nodes. Defaults 1s, 3s and 10s, the node's own defaults.
+	// nodes. Defaults 1s and 3s, the node's own defaults, and 2s instead of
+	// the node's 10s, so that silent clients are caught within a short
+	// scenario.
 	HeartbeatInterval time.Duration
 	PeerTimeout       time.Duration
 	PingInterval      time.Duration
@@ -94,10 +97,10 @@ func (c Config) WithDefaults() Config {
 		c.PeerTimeout = 3 * time.Second
 	}
 	if c.PingInterval == 0 {
-		c.PingInterval = 10 * time.Second
+		c.PingInterval = 2 * time.Second
 	}
 	if c.Recovery == 0 {
-		c.Recovery = max(10*time.Second, 3*c.PeerTimeout)
+		c.Recovery = max(10*time.Second, 3*c.PeerTimeout, 2*c.PingInterval+2*time.Second)
 	}
 	if c.NemesisInterval == 0 {
 		c.NemesisInterval = 5 * time.Second

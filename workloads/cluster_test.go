@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -13,9 +14,15 @@ import (
 
 	"github.com/wscluster/wscluster/config"
 	"github.com/wscluster/wscluster/history"
+	"github.com/wscluster/wscluster/internal/freeport"
 	"github.com/wscluster/wscluster/server"
 	"github.com/wscluster/wscluster/topology"
 )
+
+// testPingInterval is the in-process nodes' --ping-interval, short so that
+// a silent churn connection is closed, and its worker back, within a test.
+// Every workload of these tests is told it.
+const testPingInterval = 300 * time.Millisecond
 
 // testNode is one in-process node of a mesh on loopback.
 type testNode struct {
@@ -38,10 +45,9 @@ func (n *testNode) stop() {
 // freeAddr returns a loopback address whose port was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // startMesh starts size mesh nodes n1..nN in this process, every node
@@ -86,6 +92,7 @@ func startTestNode(t *testing.T, id, clusterAddr string, peers []string) *testNo
 	cfg.ClusterAdvertise = clusterAddr
 	cfg.Peers = peers
 	cfg.ClusterSecret = "workloads-test-secret"
+	cfg.PingInterval = testPingInterval
 	node, err := server.New(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 

@@ -67,6 +67,17 @@ type Config struct {
 	// ObserveInterval is the time between two roster reads of a presence
 	// observer. Default 250ms.
 	ObserveInterval time.Duration
+
+	// PingInterval is the nodes' --ping-interval. A node closes a client
+	// that sends no pong within it, so a churn worker whose connection went
+	// silent waits 2 x PingInterval + 1s before it reconnects. Default 10s,
+	// the node's default.
+	PingInterval time.Duration
+	// SilentClients makes 5% of the churn memberships end with a silent
+	// connection: every churn worker then connects through a TCP proxy of
+	// its own, which stops forwarding without closing anything. Nil means
+	// on; new(false) turns it off.
+	SilentClients *bool
 }
 
 // Default values of Config.
@@ -81,6 +92,7 @@ const (
 	DefaultPayloadBytes           = 100
 	DefaultQoS1Fraction           = 0.5
 	DefaultObserveInterval        = 250 * time.Millisecond
+	DefaultPingInterval           = 10 * time.Second
 )
 
 // withDefaults returns c with zero values replaced by their defaults.
@@ -98,6 +110,10 @@ func (c Config) withDefaults() Config {
 	c.PayloadBytes = orDefault(c.PayloadBytes, DefaultPayloadBytes)
 	c.QoS1Fraction = orDefault(c.QoS1Fraction, DefaultQoS1Fraction)
 	c.ObserveInterval = orDefault(c.ObserveInterval, DefaultObserveInterval)
+	c.PingInterval = orDefault(c.PingInterval, DefaultPingInterval)
+	if c.SilentClients == nil {
+		c.SilentClients = new(true)
+	}
 
 	return c
 }
@@ -139,6 +155,7 @@ func (c Config) validate() error {
 		{"PayloadBytes", c.PayloadBytes, c.PayloadBytes < 0, positive},
 		{"QoS1Fraction", c.QoS1Fraction, c.QoS1Fraction > 1, "use a share of at most 1, or a negative value for no QoS 1"},
 		{"ObserveInterval", c.ObserveInterval, c.ObserveInterval < 0, positive},
+		{"PingInterval", c.PingInterval, c.PingInterval < 0, positive},
 	}
 	for _, check := range checks {
 		if check.bad {

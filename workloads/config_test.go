@@ -32,6 +32,7 @@ func TestNewInvalidConfig(t *testing.T) {
 		"negative rate":    {Nodes: oneNode, Recorder: rec, PublishRate: -1},
 		"qos1 above one":   {Nodes: oneNode, Recorder: rec, QoS1Fraction: 1.5},
 		"negative timeout": {Nodes: oneNode, Recorder: rec, OpTimeout: -time.Second},
+		"negative ping":    {Nodes: oneNode, Recorder: rec, PingInterval: -time.Second},
 	}
 	for name, cfg := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -51,6 +52,10 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, DefaultObserveInterval, cfg.ObserveInterval)
 	assert.Equal(t, -1.0, cfg.QoS1Fraction, "a negative fraction stays: no QoS 1")
 	assert.NotNil(t, cfg.Logger)
+	assert.Equal(t, DefaultPingInterval, cfg.PingInterval)
+	require.NotNil(t, cfg.SilentClients)
+	assert.True(t, *cfg.SilentClients, "silent clients are on by default")
+	assert.False(t, *Config{SilentClients: new(false)}.withDefaults().SilentClients, "new(false) stays off")
 }
 
 func TestProcessIDsInNodeOrder(t *testing.T) {

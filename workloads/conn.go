@@ -3,14 +3,23 @@ package workloads
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/wscluster/wscluster/client"
 	"github.com/wscluster/wscluster/history"
+	"github.com/wscluster/wscluster/internal/faultproxy"
 	"github.com/wscluster/wscluster/topology"
 )
+
+// silentError is the Error of the FDrop ok that ends a connection made
+// silent on purpose. Checkers treat the entry as any other drop without
+// leave, and the ghosts checker times the node's pong timeout from it.
+const silentError = "silent"
 
 // conn is one recorded client connection: epoch Epoch of a process on one
 // node. A drain goroutine records everything the connection receives and,
@@ -22,6 +31,9 @@ type conn struct {
 	epoch   int
 	node    string
 	log     *slog.Logger
+	// proxy carries the connection when it may go silent, and is nil
+	// otherwise. The drain goroutine closes it when the connection ends.
+	proxy *faultproxy.Proxy
 
 	// done is closed when the drain goroutine has exited, after the
 	// connection ended and every notification was recorded.
@@ -37,15 +49,33 @@ type conn struct {
 	quiet bool
 	// ended is set once the drain goroutine recorded FDisconnect.
 	ended bool
+	// silent is set by silence once the proxy stopped forwarding.
+	silent bool
 }
 
 // dialConn records an FConnect of process to node as epoch epoch and, when
 // it succeeds, starts recording the connection's notifications. The dial is
-// bounded by timeout and ctx. A failed dial returns the error after its
-// Fail entry is recorded.
-func dialConn(ctx context.Context, rec *history.Recorder, process, epoch int, node topology.Node, timeout time.Duration, log *slog.Logger) (*conn, error) {
+// bounded by timeout and ctx. With viaProxy the connection goes through a
+// TCP proxy of its own on loopback, so that silence can stop it later. A
+// failed dial returns the error after its Fail entry is recorded.
+func dialConn(ctx context.Context, rec *history.Recorder, process, epoch int, node topology.Node, timeout time.Duration, viaProxy bool, log *slog.Logger) (*conn, error) {
 	op := history.Op{Type: history.Invoke, F: history.FConnect, Process: process, Node: node.ID, Epoch: epoch}
 	rec.Record(op)
+	fail := func(err error) (*conn, error) {
+		op.Type = history.Fail
+		op.Error = err.Error()
+		rec.Record(op)
+		return nil, err
+	}
+
+	wsURL := node.WSURL
+	var proxy *faultproxy.Proxy
+	if viaProxy {
+		var err error
+		if proxy, wsURL, err = proxyTo(node.WSURL); err != nil {
+			return fail(err)
+		}
+	}
 
 	dialCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -54,25 +84,56 @@ func dialConn(ctx context.Context, rec *history.Recorder, process, epoch int, no
 	// NOTE: without IdleTimeout, a connection to a paused or cut-off node
 	// ends only when a request on it times out. An idle subscriber stays
 	// on such a node until the fault ends.
-	c, err := client.Dial(dialCtx, node.WSURL, client.Options{DialTimeout: timeout, Logger: log})
+	c, err := client.Dial(dialCtx, wsURL, client.Options{DialTimeout: timeout, Logger: log})
 	if err != nil {
-		op.Type = history.Fail
-		op.Error = err.Error()
-		rec.Record(op)
-		return nil, err
+		if proxy != nil {
+			closeProxy(proxy, log)
+		}
+		return fail(err)
 	}
 	op.Type = history.Ok
 	rec.Record(op)
 
-	cn := &conn{rec: rec, client: c, process: process, epoch: epoch, node: node.ID, log: log, done: make(chan struct{})}
+	cn := &conn{rec: rec, client: c, process: process, epoch: epoch, node: node.ID, log: log, proxy: proxy, done: make(chan struct{})}
 	go cn.drain()
 	return cn, nil
+}
+
+// proxyTo starts a proxy on loopback that forwards to the host and port of
+// wsURL, and returns it with wsURL pointed at the proxy.
+func proxyTo(wsURL string) (*faultproxy.Proxy, string, error) {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: node URL %q: %w", ErrInvalidConfig, wsURL, err)
+	}
+	if u.Port() == "" {
+		return nil, "", fmt.Errorf("%w: node URL %q has no port for the proxy to forward to: use ws://host:port/ws", ErrInvalidConfig, wsURL)
+	}
+	target := net.JoinHostPort(u.Hostname(), u.Port())
+	proxy, err := faultproxy.New("127.0.0.1:0", target)
+	if err != nil {
+		return nil, "", fmt.Errorf("workloads: start a proxy to %s: %w", target, err)
+	}
+	u.Host = proxy.Addr()
+	return proxy, u.String(), nil
+}
+
+// closeProxy closes a connection's proxy. An error only means that its
+// listener was already gone, so it is logged at debug level.
+func closeProxy(p *faultproxy.Proxy, log *slog.Logger) {
+	if err := p.Close(); err != nil {
+		log.Debug("closing the connection's proxy failed", "proxy", p.Addr(), "error", err)
+	}
 }
 
 // drain records every notification until the Notifications channel closes,
 // then records FDisconnect unless the close was ours.
 func (c *conn) drain() {
 	defer close(c.done)
+	if c.proxy != nil {
+		// The connection is over, so its proxy is of no more use.
+		defer closeProxy(c.proxy, c.log)
+	}
 
 	for n := range c.client.Notifications() {
 		c.recordNotification(n)
@@ -183,6 +244,39 @@ func (c *conn) drop() bool {
 	return true
 }
 
+// silence makes the connection silent on purpose: its proxy stops
+// forwarding in both directions while every socket stays open, like a
+// client whose network went away. It records an FDrop invoke, and an FDrop
+// ok with Error silentError once the proxy is silent, and nothing for the
+// connection after that. The node closes its side after its pong timeout;
+// shutdown closes this side. It reports whether it recorded the FDrop,
+// which it does not for a connection without proxy, or one that already
+// ended or is closing.
+func (c *conn) silence() bool {
+	c.mu.Lock()
+	if c.proxy == nil || c.ended || c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	c.closing = true
+	c.mu.Unlock()
+
+	op := history.Op{Type: history.Invoke, F: history.FDrop, Process: c.process, Node: c.node, Epoch: c.epoch}
+	c.rec.Record(op)
+	c.proxy.Blackhole()
+
+	// Bytes that the proxy read before the blackhole may still arrive.
+	// They belong to a connection that has ended in the history, so they
+	// are not recorded.
+	c.mu.Lock()
+	c.quiet = true
+	c.silent = true
+	c.mu.Unlock()
+	op.Type, op.Error = history.Ok, silentError
+	c.rec.Record(op)
+	return true
+}
+
 // shutdown closes the connection without recording anything, and returns
 // once the drain goroutine records nothing more. It is safe to call twice
 // and after drop.
@@ -190,8 +284,14 @@ func (c *conn) shutdown() {
 	c.mu.Lock()
 	c.quiet = true
 	c.closing = true
+	silent := c.silent
 	c.mu.Unlock()
 
+	// A silent connection would wait in vain for the answer to its close
+	// frame. Closing the proxy ends it at once.
+	if silent {
+		closeProxy(c.proxy, c.log)
+	}
 	if err := c.client.Close(); err != nil && !errors.Is(err, client.ErrClosed) {
 		c.log.Debug("no reply to the close frame on shutdown", "error", err)
 	}

@@ -24,7 +24,7 @@ type choice struct {
 func runChoices(t *testing.T, nodes []*testNode, seed int64, runFor time.Duration) (map[int][]choice, []history.Op) {
 	t.Helper()
 	rec := history.NewRecorder(nil)
-	w, err := New("mixed", Config{Nodes: topologyNodes(nodes), Recorder: rec, Seed: seed, PublishRate: 10})
+	w, err := New("mixed", Config{Nodes: topologyNodes(nodes), Recorder: rec, Seed: seed, PublishRate: 10, PingInterval: testPingInterval})
 	require.NoError(t, err)
 	runPhases(t, w, runFor, 0)
 
@@ -74,7 +74,7 @@ func TestKilledNodeClientsMoveOver(t *testing.T) {
 	nodes := startMesh(t, 2)
 	rec := history.NewRecorder(nil)
 	w, err := New("mixed", Config{
-		Nodes: topologyNodes(nodes), Recorder: rec, Seed: 5, PublishRate: 20,
+		Nodes: topologyNodes(nodes), Recorder: rec, Seed: 5, PublishRate: 20, PingInterval: testPingInterval,
 		PublishersPerNode: 1, SubscribersPerNode: 1, PresenceWorkersPerNode: 1,
 	})
 	require.NoError(t, err)
@@ -175,7 +175,7 @@ func requireOkOn(t *testing.T, ops []history.Op, process int, f, node string, n 
 func TestCloseStopsRecording(t *testing.T) {
 	nodes := startMesh(t, 1)
 	rec := history.NewRecorder(nil)
-	w, err := New("mixed", Config{Nodes: topologyNodes(nodes), Recorder: rec, Seed: 1})
+	w, err := New("mixed", Config{Nodes: topologyNodes(nodes), Recorder: rec, Seed: 1, PingInterval: testPingInterval})
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, w.Setup(ctx))

@@ -21,11 +21,14 @@ const (
 )
 
 // How a churn worker ends a membership: leave, drop the connection without
-// leaving, or keep the membership. The shares are 70%, 15% and 15%.
+// leaving, keep the membership, or make the connection silent without
+// closing it. The shares are 70%, 10%, 15% and 5%. Without
+// Config.SilentClients, the silent share is dropped as well, so drops are 15%.
 const (
 	endLeave = iota
 	endDrop
 	endKeep
+	endSilent
 )
 
 // presencePart is the presence workload: one observer and several churn
@@ -68,13 +71,19 @@ func newPresence(e *env, base int) *presencePart {
 	process := base
 	for node := range e.cfg.Nodes {
 		o := e.newWorker(process, "observer", node)
-		member := fmt.Sprintf("obs-%s-p%d", e.cfg.Nodes[node].ID, process)
-		o.onConnect = func() outcome { return joinAll(o, p.channels, member) }
+		// The member id names the connection's epoch, so that after a node
+		// dies the observer's old membership can be watched being purged
+		// while the observer rejoins elsewhere under a new id.
+		home := e.cfg.Nodes[node].ID
+		o.onConnect = func() outcome {
+			return joinAll(o, p.channels, fmt.Sprintf("obs-%s-p%d.%d", home, o.process, o.epoch))
+		}
 		p.observers = append(p.observers, o)
 		process++
 
 		for range e.cfg.PresenceWorkersPerNode {
 			c := &churner{worker: e.newWorker(process, "churn", node), channels: p.channels, joined: map[string]bool{}}
+			c.viaProxy = *e.cfg.SilentClients
 			// A new connection holds no membership.
 			c.onConnect = func() outcome {
 				clear(c.joined)
@@ -186,9 +195,15 @@ func (c *churner) draw() churnPlan {
 		end:     endKeep,
 		rest:    restMin + randDuration(c.choices, restSpread),
 	}
+	// One draw picks the ending with or without silent clients, so the
+	// rest of the choices is the same either way.
 	switch x := c.choices.Float64(); {
 	case x < 0.70:
 		plan.end = endLeave
+	case x < 0.80:
+		plan.end = endDrop
+	case x < 0.85 && *c.env.cfg.SilentClients:
+		plan.end = endSilent
 	case x < 0.85:
 		plan.end = endDrop
 	}
@@ -237,6 +252,16 @@ func (c *churner) round(ctx context.Context, plan churnPlan) {
 		c.leave(plan.channel)
 	case endDrop:
 		c.dropConn()
+	case endSilent:
+		// A silence that would outlast ctx becomes a drop. Its member could
+		// still be listed after the heal, and the convergence checker
+		// expects the truth within 2 x peer timeout of the heal, which may
+		// be shorter than the node's pong timeout.
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < c.silenceTime() {
+			c.dropConn()
+			return
+		}
+		c.silentConn(ctx)
 	}
 }
 

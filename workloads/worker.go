@@ -88,6 +88,9 @@ type worker struct {
 	// preferHome makes reconnects try the home node first, for observers
 	// that must read on every node during the recovery wait.
 	preferHome bool
+	// viaProxy makes every connection go through a proxy of its own, so
+	// that the worker can make it silent.
+	viaProxy bool
 
 	// onConnect runs after every connect, for example to subscribe again.
 	// It returns the worst outcome of its operations. After outcomeInfo the
@@ -129,7 +132,7 @@ func (w *worker) dial(ctx context.Context, node int) error {
 	ctx, cancel := w.env.bound(ctx)
 	defer cancel()
 
-	c, err := dialConn(ctx, w.env.rec, w.process, w.epoch+1, target, w.env.cfg.OpTimeout, log)
+	c, err := dialConn(ctx, w.env.rec, w.process, w.epoch+1, target, w.env.cfg.OpTimeout, w.viaProxy, log)
 	w.env.completed.Add(1)
 	if err != nil {
 		return err
@@ -317,6 +320,28 @@ func (w *worker) dropConn() {
 	if w.conn != nil {
 		w.conn.drop()
 	}
+}
+
+// silentConn makes the current connection silent, recorded as an FDrop
+// whose ok has Error silentError, and waits for silenceTime, by which the
+// node must have closed it. Then it closes the connection, and the next
+// ensure reconnects as after a drop. If ctx or the workload ends first, the
+// connection stays silent until Close.
+func (w *worker) silentConn(ctx context.Context) {
+	if w.conn == nil || !w.conn.silence() {
+		return
+	}
+	w.log.Info("connection silent", "node", w.nodeID(), "epoch", w.epoch)
+	if w.sleep(ctx, w.silenceTime()) {
+		w.conn.shutdown()
+	}
+}
+
+// silenceTime returns the time after a silence by which the node must have
+// closed the connection: one ping interval until the next ping, another
+// for the pong that never comes, and 1 s for the close.
+func (w *worker) silenceTime() time.Duration {
+	return 2*w.env.cfg.PingInterval + time.Second
 }
 
 // shutdown closes the worker's connection without recording.
