@@ -1,7 +1,8 @@
-// Package suite runs one Jepsen-style test of a wscluster deployment: it
-// starts a topology, drives a workload while the nemesis injects faults,
-// heals everything, waits for recovery, makes final reads, checks the
-// history and writes the run folder with its HTML report.
+// Package suite runs one Jepsen-style test of a wscluster deployment. It
+// starts a topology and drives a workload while the nemesis injects faults.
+// Then it heals everything, waits for recovery and makes final reads.
+// Last, it checks the history and writes the run folder with its HTML
+// report.
 package suite
 
 import (

@@ -32,7 +32,7 @@ const replayMaxAge = 60 * time.Second
 
 // Checkers returns the checkers for a workload. Checkers of traffic the
 // workload does not make are left out, because with no data they would
-// rightly answer unknown.
+// rightly return unknown.
 func Checkers(workload, ordering string) []checker.Checker {
 	pubsub := []checker.Checker{checker.Delivery(), checker.Order(), checker.Latency(), checker.Loops()}
 	if ordering == "total" {

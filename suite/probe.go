@@ -25,8 +25,8 @@ const (
 )
 
 // scrapedMetrics are the /metrics series the checkers read: the backplane
-// traffic for loop freedom, and the process start time, which tells a
-// restarted node's fresh counters apart from the old ones.
+// traffic for loop freedom, and the node's incarnation, which separates a
+// restarted node's fresh counters from the old ones.
 var scrapedMetrics = []string{
 	"wscluster_peer_envelopes_received_total",
 	"wscluster_peer_envelopes_sent_total",
@@ -80,8 +80,8 @@ func (p *prober) loop(ctx context.Context, every time.Duration, sample func()) {
 	}
 }
 
-// ready records one /readyz answer: 200 is ready, 503 is not, anything
-// else (no answer, another status) is recorded as an error.
+// ready records one /readyz response: 200 is ready, 503 is not, and
+// anything else (no response, another status) is recorded as an error.
 func (p *prober) ready(ctx context.Context, n topology.Node) {
 	op := history.Op{Type: history.Probe, F: history.FReady, Process: history.ProcessProbe, Node: n.ID}
 	resp, err := p.get(ctx, n.HTTPURL+"/readyz")
@@ -163,7 +163,7 @@ func wanted(line string) bool {
 	return false
 }
 
-// waitReady polls every node's /readyz until all answer 200, so the main
+// waitReady polls every node's /readyz until all return 200, so the main
 // phase starts on a formed cluster. It names the nodes still not ready
 // when ctx ends.
 func waitReady(ctx context.Context, nodes []topology.Node) error {
@@ -198,7 +198,7 @@ func waitReady(ctx context.Context, nodes []topology.Node) error {
 				ids = append(ids, id)
 			}
 			slices.Sort(ids)
-			return fmt.Errorf("nodes %v never answered 200 on /readyz: see their logs", ids)
+			return fmt.Errorf("nodes %v never returned 200 on /readyz: see their logs", ids)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
