@@ -7,7 +7,7 @@ export TESTCONTAINERS_RYUK_DISABLED = true
 BIN := bin/wscluster
 SUITE := bin/wscluster-suite
 
-.PHONY: build images deps test test-short test-cluster test-cluster-local test-cluster-containers test-all nemesis lint fuzz run clean
+.PHONY: build bench bench-smoke images deps test test-short test-cluster test-cluster-local test-cluster-containers test-all nemesis lint fuzz run clean
 
 ## build: compile the node binary and the suite into bin/, without the race detector
 build:
@@ -41,13 +41,21 @@ test-cluster-containers: deps build
 ## test-cluster: the suite's scenario matrix: local processes, then containers when Docker is available
 test-cluster: test-cluster-local test-cluster-containers
 
-## test-all: what CI runs: the unit tests, then the scenario matrix
-test-all: test test-cluster
+## test-all: what CI runs: the unit tests, the scenario matrix, then a bench smoke run
+test-all: test test-cluster bench-smoke
 
 ## nemesis: one 60 s scenario on a 3-node mesh with partitions, kills and pauses, ending in an HTML report
 NEMESIS_FLAGS ?= --topology local --engine mesh --nodes 3 --workload mixed --nemesis partition,kill,pause --duration 60s --seed 7
 nemesis: deps build
 	$(SUITE) run $(NEMESIS_FLAGS)
+
+## bench: throughput, latency and idle memory of our engines against the centrifuge peer (several minutes; results/bench/)
+bench: deps
+	$(GO) run ./cmd/wscluster-suite bench
+
+## bench-smoke: a quick run of every bench workload on every system, to keep the bench working
+bench-smoke: deps
+	$(GO) run ./cmd/wscluster-suite bench --smoke --out "$$(mktemp -d)"
 
 ## lint: go vet and a gofmt check
 lint:

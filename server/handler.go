@@ -86,6 +86,10 @@ func NewHandler(cfg HandlerConfig) *Handler {
 		cfg.PingInterval = 10 * time.Second
 	}
 	cfg.Conn = cfg.Conn.WithDefaults()
+	workers := newWorkerPool()
+	if cfg.Conn.Handoff == nil {
+		cfg.Conn.Handoff = workers.run
+	}
 	h := &Handler{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -118,7 +122,9 @@ func (h *Handler) Attach(p Protocol) {
 	h.protocols = append(h.protocols, p)
 }
 
-// ServeHTTP upgrades the request and serves the connection until it closes.
+// ServeHTTP upgrades the request and starts serving the connection on a
+// goroutine of its own; it returns without waiting for the connection to
+// close. Shutdown waits for every connection.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.acceptingRequest(w, r) {
 		return
@@ -133,18 +139,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := h.cfg.IDs.ConnID()
-	c := wsconn.New(id, ws, &h.cfg.Conn, h.log.With("conn", id))
+	c := wsconn.New(id, ws, &h.cfg.Conn, h.log)
 	c.SetIdentity(identity)
 	if !h.register(c) {
 		c.Close(wsconn.CloseGoingAway, "node shutting down")
-		c.ReadLoop(func([]byte) {})
+		go c.ReadLoop(func([]byte) {})
 		return
 	}
-	defer h.unregister(c)
+	h.log.Debug("connection opened", "conn", id, "remote", r.RemoteAddr, "subprotocol", c.Subprotocol())
 
-	c.Logger().Debug("connection opened", "remote", r.RemoteAddr, "subprotocol", c.Subprotocol())
+	// The connection is served by a goroutine of its own, and ServeHTTP
+	// returns. net/http keeps its per-request state (a 4 KiB write buffer,
+	// the request, the response and the serving goroutine's grown stack)
+	// until the handler returns, which would otherwise be for the whole
+	// life of the connection.
+	go h.serveConn(c)
+}
+
+// serveConn reads c's messages until it closes, then unregisters it. The
+// messages are handled on pooled workers (see workerPool and
+// wsconn.Config.Handoff).
+func (h *Handler) serveConn(c *wsconn.Conn) {
+	defer h.unregister(c)
 	c.ReadLoop(func(msg []byte) { h.dispatch(c, msg) })
-	c.Logger().Debug("connection closed", "code", c.CloseCode())
+	h.log.Debug("connection closed", "conn", c.ID(), "code", c.CloseCode())
 }
 
 // acceptingRequest rejects requests that must not be upgraded, answering

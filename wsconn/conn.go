@@ -3,12 +3,16 @@
 // written by a writer goroutine that exists only while there is something to
 // write.
 //
-// Reads go through gorilla/websocket. Writes bypass it: frames are encoded
-// once by the caller and written to the hijacked net.Conn with writev, many
-// frames per system call. Every write of the writer contains whole frames,
-// and the Go runtime serialises writes on one socket, so the close frames
-// that gorilla/websocket itself sends on a protocol error never interleave
-// with ours.
+// Only the opening handshake goes through gorilla/websocket. The reader
+// parses client frames itself. It waits for the socket to become readable
+// without holding a buffer, then reads into a pooled 16 KiB buffer and
+// handles every whole frame in it. An idle connection so costs its reader
+// goroutine's small stack and a few structs, but no read buffer. The writer
+// writes frames encoded once by the caller with writev, many frames per
+// system call, first without blocking and without a deadline, and only
+// when the socket buffer is full with a blocking write under
+// Config.WriteTimeout. Every write contains whole frames, and only the
+// writer writes, so frames never interleave.
 //
 // Slow-consumer policy: Send never blocks. When a connection's queue would
 // exceed Config.SendQueueLength frames or Config.SendQueueBytes bytes, or a
@@ -25,6 +29,8 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -36,6 +42,7 @@ import (
 const (
 	CloseNormal          = websocket.CloseNormalClosure           // 1000
 	CloseGoingAway       = websocket.CloseGoingAway               // 1001: node shutting down
+	CloseProtocolError   = websocket.CloseProtocolError           // 1002: frame that breaks RFC 6455
 	CloseUnsupportedData = websocket.CloseUnsupportedData         // 1003: binary frame
 	CloseInvalidPayload  = websocket.CloseInvalidFramePayloadData // 1007: text that is not UTF-8
 	CloseMessageTooBig   = websocket.CloseMessageTooBig           // 1009: frame over the size limit
@@ -73,8 +80,16 @@ type Config struct {
 	// slow consumer, for metrics.
 	OnSlowConsumer func(*Conn)
 	// OnBadInput, if set, is called with the close code when a client's
-	// frame closes its connection (1003, 1007 or 1009), for metrics.
+	// frame closes its connection (1003, 1007 or 1009), for metrics. A
+	// frame that breaks RFC 6455 closes with 1002 and is not reported.
 	OnBadInput func(c *Conn, code int)
+	// Handoff, if set, runs fn on another goroutine and returns when fn
+	// returned. The reader hands it the handling of every batch of frames
+	// it receives, messages included, so that its own goroutine, idle most
+	// of its life, never grows a deep stack. A goroutine keeps the largest
+	// stack it ever grew until a garbage collection shrinks it. Nil
+	// handles frames on the reader's goroutine.
+	Handoff func(fn func())
 }
 
 // WithDefaults returns a copy of c with every zero field set to its
@@ -110,17 +125,26 @@ const (
 // goroutine. ReadLoop must be called once, by the goroutine that accepted
 // the connection.
 type Conn struct {
-	id  string
-	ws  *websocket.Conn
-	nc  net.Conn
-	cfg *Config
-	log *slog.Logger
+	id          string
+	subprotocol string
+	nc          net.Conn
+	cfg         *Config
+	// baseLog is the server's logger, and log is baseLog with the
+	// connection id. log is made on first use, because most connections
+	// never log and the logger's copy of its handler costs a few hundred
+	// bytes.
+	baseLog *slog.Logger
+	log     atomic.Pointer[slog.Logger]
+	in      inbound
+	out     outbound
 	// identity is the client token's permissions, or nil without access
 	// control. It is set before the read loop starts and never changes.
 	identity *auth.Identity
 
 	mu    sync.Mutex
-	queue [][]byte
+	queue *frameQueue
+	// writeLoopFunc is c.writeLoop, made on the first write.
+	writeLoopFunc func()
 	// held collects the frames sent between HoldSends and ReleaseSends.
 	held        [][]byte
 	heldBytes   int
@@ -139,18 +163,22 @@ type Conn struct {
 }
 
 // New wraps an upgraded connection. cfg comes from Config.WithDefaults, is
-// shared by many connections and must not change while they live.
+// shared by many connections and must not change while they live. log is
+// the server's logger; the connection's own logger adds the attribute conn
+// with id.
 func New(id string, ws *websocket.Conn, cfg *Config, log *slog.Logger) *Conn {
 	if cfg.MaxMessageBytes <= 0 || cfg.SendQueueLength <= 0 {
 		panic("wsconn: New needs a Config from Config.WithDefaults")
 	}
-	c := &Conn{id: id, ws: ws, nc: ws.NetConn(), cfg: cfg, log: log}
-
-	// Control frames from the client are answered through the send queue,
-	// because gorilla's default handlers would write outside it.
-	ws.SetPingHandler(c.handlePing)
-	ws.SetPongHandler(c.handlePong)
-	ws.SetCloseHandler(func(int, string) error { return nil })
+	// Only the handshake goes through gorilla/websocket. This package reads
+	// and writes the frames itself, so the gorilla connection and its read
+	// buffer are not kept.
+	c := &Conn{id: id, subprotocol: ws.Subprotocol(), nc: ws.NetConn(), cfg: cfg, baseLog: log}
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.in.raw, c.out.raw = raw, raw
+		}
+	}
 	return c
 }
 
@@ -166,10 +194,16 @@ func (c *Conn) Identity() *auth.Identity { return c.identity }
 func (c *Conn) ID() string { return c.id }
 
 // Logger returns the connection's logger, which carries its id.
-func (c *Conn) Logger() *slog.Logger { return c.log }
+func (c *Conn) Logger() *slog.Logger {
+	if l := c.log.Load(); l != nil {
+		return l
+	}
+	c.log.CompareAndSwap(nil, c.baseLog.With("conn", c.id))
+	return c.log.Load()
+}
 
 // Subprotocol returns the negotiated WebSocket subprotocol.
-func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
+func (c *Conn) Subprotocol() string { return c.subprotocol }
 
 // Send queues one pre-encoded frame (see TextFrame). It never blocks. It
 // returns ErrClosed once the connection is closing, and ErrSlowConsumer when
@@ -183,7 +217,7 @@ func (c *Conn) Send(frame []byte) error {
 	}
 	// An empty queue takes any frame, so that one reply larger than the
 	// byte limit (a big roster) does not close a client that keeps up.
-	waiting := len(c.queue) + len(c.held)
+	waiting := c.queue.len() + len(c.held)
 	full := waiting >= c.cfg.SendQueueLength ||
 		(waiting > 0 && c.queuedBytes+len(frame) > c.cfg.SendQueueBytes)
 	if full {
@@ -197,7 +231,7 @@ func (c *Conn) Send(frame []byte) error {
 		c.held = append(c.held, frame)
 		c.heldBytes += len(frame)
 	} else {
-		c.queue = append(c.queue, frame)
+		c.enqueueLocked(frame)
 		c.startWriterLocked()
 	}
 	c.mu.Unlock()
@@ -223,11 +257,13 @@ func (c *Conn) ReleaseSends(first []byte) error {
 		return ErrClosed
 	}
 	if first != nil {
-		c.queue = append(c.queue, first)
+		c.enqueueLocked(first)
 		c.queuedBytes += len(first)
 	}
-	c.queue = append(c.queue, held...)
-	if len(c.queue) > 0 {
+	for _, frame := range held {
+		c.enqueueLocked(frame)
+	}
+	if c.queue.len() > 0 {
 		c.startWriterLocked()
 	}
 	return nil
@@ -254,7 +290,7 @@ func (c *Conn) CloseSlowConsumer() {
 }
 
 func (c *Conn) reportSlow() {
-	c.log.Warn("closing slow consumer", "code", CloseSlowConsumer)
+	c.Logger().Warn("closing slow consumer", "code", CloseSlowConsumer)
 	if c.cfg.OnSlowConsumer != nil {
 		c.cfg.OnSlowConsumer(c)
 	}
@@ -271,6 +307,7 @@ func (c *Conn) closeLocked(code int, reason string, discardQueue bool) bool {
 	c.closeFrame = closeFrame(code, reason)
 	c.closeWritten = make(chan struct{})
 	if discardQueue {
+		releaseQueue(c.queue)
 		c.queue, c.held = nil, nil
 		c.queuedBytes = 0
 	}
@@ -288,6 +325,11 @@ func (c *Conn) closeLocked(code int, reason string, discardQueue bool) bool {
 func (c *Conn) startWriterLocked() {
 	if !c.writing {
 		c.writing = true
-		go c.writeLoop()
+		if c.writeLoopFunc == nil {
+			// A go statement with a bound method allocates a closure
+			// each time; the method value made once does not.
+			c.writeLoopFunc = c.writeLoop
+		}
+		go c.writeLoopFunc()
 	}
 }

@@ -2,13 +2,8 @@ package wsconn
 
 import (
 	"errors"
-	"io"
 	"net"
-	"strconv"
 	"time"
-	"unicode/utf8"
-
-	"github.com/gorilla/websocket"
 )
 
 // writeLoop drains the queue in batches, one writev per batch, and exits
@@ -16,8 +11,9 @@ import (
 func (c *Conn) writeLoop() {
 	for {
 		c.mu.Lock()
-		batch := c.queue
+		q := c.queue
 		c.queue = nil
+		batch := q.frames()
 		c.queuedBytes = c.heldBytes
 		closing := c.state == stateClosing
 		var closeFrame []byte
@@ -32,13 +28,9 @@ func (c *Conn) writeLoop() {
 		}
 		c.mu.Unlock()
 
-		// While open, each batch gets its own deadline. Once closing, the
-		// close grace deadline set by closeLocked stays in force.
-		if !closing {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-		}
-		buffers := net.Buffers(batch)
-		if _, err := buffers.WriteTo(c.nc); err != nil {
+		err := c.writeBatch(batch, closing)
+		releaseQueue(q)
+		if err != nil {
 			c.writeFailed(err)
 			return
 		}
@@ -54,6 +46,7 @@ func (c *Conn) writeFailed(err error) {
 	c.mu.Lock()
 	wasOpen := c.state == stateOpen
 	c.state = stateClosed
+	releaseQueue(c.queue)
 	c.queue = nil
 	c.queuedBytes = 0
 	c.writing = false
@@ -66,7 +59,7 @@ func (c *Conn) writeFailed(err error) {
 	if wasOpen && errors.As(err, &netErr) && netErr.Timeout() {
 		c.reportSlow()
 	} else {
-		c.log.Debug("write failed", "err", err)
+		c.Logger().Debug("write failed", "err", err)
 	}
 	c.markCloseWritten()
 	_ = c.nc.Close()
@@ -82,22 +75,17 @@ func (c *Conn) markCloseWritten() {
 }
 
 // ReadLoop reads client messages until the connection ends, passing every
-// valid text message to handle on this goroutine. It enforces the message
-// size limit (1009), rejects binary (1003) and non-UTF-8 text (1007), and
-// returns after the close handshake finished or timed out and the TCP
-// connection is closed.
+// valid text message to handle on this goroutine; handle may keep the
+// message. It enforces the message size limit (1009), rejects binary (1003),
+// non-UTF-8 text (1007) and frames that break RFC 6455 (1002), replies to
+// pings, and returns after the close handshake finished or timed out and
+// the TCP connection is closed.
 func (c *Conn) ReadLoop(handle func(msg []byte)) {
-	for {
-		msg, err := c.readMessage()
-		if err != nil {
-			c.closeAfterRead(err)
-			var badInput *closeRequest
-			if errors.As(err, &badInput) {
-				c.drain()
-			}
-			break
-		}
-		handle(msg)
+	err := c.readFrames(handle)
+	c.closeAfterRead(err)
+	var badInput *closeRequest
+	if errors.As(err, &badInput) {
+		c.drain()
 	}
 	c.finish()
 }
@@ -107,40 +95,9 @@ func (c *Conn) ReadLoop(handle func(msg []byte)) {
 // set. A socket closed with unread data makes the kernel reset the
 // connection, so the client would get a write error in place of the code.
 func (c *Conn) drain() {
-	for {
-		_, r, err := c.ws.NextReader()
-		if err != nil {
-			return
-		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return
-		}
-	}
-}
-
-func (c *Conn) readMessage() ([]byte, error) {
-	kind, r, err := c.ws.NextReader()
-	if err != nil {
-		return nil, err
-	}
-	if kind == websocket.BinaryMessage {
-		return nil, &closeRequest{CloseUnsupportedData, "binary frames are not supported: send JSON-RPC as text"}
-	}
-
-	// Reading one byte past the limit detects an oversized message without
-	// buffering the rest of it.
-	limit := c.cfg.MaxMessageBytes
-	msg, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(msg) > limit {
-		return nil, &closeRequest{CloseMessageTooBig, "message too big: the limit is " + strconv.Itoa(limit) + " bytes"}
-	}
-	if !utf8.Valid(msg) {
-		return nil, &closeRequest{CloseInvalidPayload, "text frame is not valid UTF-8"}
-	}
-	return msg, nil
+	c.in.discarding = true
+	c.in.message, c.in.messageOp = nil, 0
+	_ = c.readFrames(func([]byte) {})
 }
 
 // closeRequest is a read error that asks for a close with a given code.
@@ -154,19 +111,21 @@ func (e *closeRequest) Error() string { return e.reason }
 // closeAfterRead starts the close that fits the error that ended reading.
 func (c *Conn) closeAfterRead(err error) {
 	var req *closeRequest
-	var ce *websocket.CloseError
+	var ce *clientCloseError
 	switch {
 	case errors.As(err, &req):
-		c.log.Info("closing connection after bad input", "code", req.code, "reason", req.reason)
-		if c.cfg.OnBadInput != nil {
+		c.Logger().Info("closing connection after bad input", "code", req.code, "reason", req.reason)
+		// Protocol errors were never counted as bad input, so the
+		// metric keeps its meaning: 1003, 1007 and 1009.
+		if c.cfg.OnBadInput != nil && req.code != CloseProtocolError {
 			c.cfg.OnBadInput(c, req.code)
 		}
 		c.Close(req.code, req.reason)
 	case errors.As(err, &ce):
 		// Echo the client's close code, as RFC 6455 asks; 1005 means the
 		// client sent none, and it may not be sent back on the wire.
-		code := ce.Code
-		if code == websocket.CloseNoStatusReceived {
+		code := ce.code
+		if code == closeNoStatus {
 			code = CloseNormal
 		}
 		c.Close(code, "")
@@ -175,7 +134,7 @@ func (c *Conn) closeAfterRead(err error) {
 		timedOut := c.state == stateOpen && isTimeout(err)
 		c.mu.Unlock()
 		if timedOut {
-			c.log.Info("closing connection: no pong within the ping interval")
+			c.Logger().Info("closing connection: no pong within the ping interval")
 			c.Close(ClosePolicyViolation, "pong timeout")
 		} else {
 			c.Close(CloseNormal, "")
