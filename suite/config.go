@@ -72,7 +72,9 @@ type Config struct {
 	Command string
 	// Progress receives the progress lines. Default io.Discard.
 	Progress io.Writer
-	// Logger receives the suite's own log. Default slog.Default().
+	// Logger receives what the run cannot log in its own folder, such as a
+	// failed teardown. Client churn, fault steps and process starts go to
+	// logs/suite.log in the run folder. Default slog.Default().
 	Logger *slog.Logger
 }
 

@@ -93,7 +93,7 @@ func (r *run) meta(runErr error) report.Meta {
 		Started: r.started, Finished: time.Now(), NodeLogs: map[string]string{},
 		Mechanisms: map[string]string{}, Extra: map[string]string{},
 	}
-	for _, id := range append(r.nodeIDs(), "redis") {
+	for _, id := range append(r.nodeIDs(), "redis", "suite") {
 		rel := filepath.Join("logs", id+".log")
 		if _, err := os.Stat(filepath.Join(r.dir, rel)); err == nil {
 			m.NodeLogs[id] = rel

@@ -41,7 +41,7 @@ func (r *run) activeFaults() string {
 	}
 	parts := make([]string, len(active))
 	for i, f := range active {
-		parts[i] = f.Kind + " " + f.Detail
+		parts[i] = f.Detail
 	}
 	return strings.Join(parts, "; ")
 }

@@ -38,12 +38,9 @@ type Outcome struct {
 // it is invalid or unknown.
 func Run(ctx context.Context, cfg Config) (Outcome, error) {
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return Outcome{}, err
-	}
-	faults, err := nemesis.Parse(cfg.Nemesis, cfg.Engine)
+	faults, err := preflight(cfg)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("%w: %w", ErrConfig, err)
+		return Outcome{}, err
 	}
 	r, err := newRun(cfg)
 	if err != nil {
@@ -64,12 +61,32 @@ func Run(ctx context.Context, cfg Config) (Outcome, error) {
 	return r.outcome(), nil
 }
 
+// Preflight checks cfg as Run would, without starting anything, so a
+// command line can reject bad flags before it announces a run.
+func Preflight(cfg Config) error {
+	_, err := preflight(cfg.WithDefaults())
+	return err
+}
+
+func preflight(cfg Config) ([]nemesis.Fault, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	faults, err := nemesis.Parse(cfg.Nemesis, cfg.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return faults, nil
+}
+
 // run is the state of one run.
 type run struct {
 	cfg     Config
 	id, dir string
 	started time.Time
 	histf   *os.File
+	logf    *os.File
+	log     *slog.Logger
 	rec     *history.Recorder
 	topo    topology.Topology
 	wl      workloads.Workload
@@ -90,13 +107,21 @@ func newRun(cfg Config) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create history: %w", err)
 	}
-	r := &run{cfg: cfg, id: id, dir: dir, started: started, histf: f, rec: history.NewRecorder(f)}
+	// Client churn and fault steps are logged to the run folder, where they
+	// sit next to the node logs, so the terminal shows only progress.
+	logf, err := os.Create(filepath.Join(dir, "logs", "suite.log"))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create suite log: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo})).With("run", id)
+	r := &run{cfg: cfg, id: id, dir: dir, started: started, histf: f, logf: logf, log: log, rec: history.NewRecorder(f)}
 	return r, nil
 }
 
 // execute runs the schedule: setup, main, heal, recovery, final.
 func (r *run) execute(ctx context.Context, faults []nemesis.Fault) error {
-	log := r.cfg.Logger.With("run", r.id)
+	log := r.log
 	fmt.Fprintf(r.cfg.Progress, "run %s seed %d\n", r.id, r.cfg.Seed)
 
 	// Start the cluster. A node that never comes up ends the run with no
@@ -158,7 +183,7 @@ func (r *run) execute(ctx context.Context, faults []nemesis.Fault) error {
 }
 
 func (r *run) startTopology(ctx context.Context) error {
-	topo, err := newTopology(r.cfg, r.dir)
+	topo, err := newTopology(r.cfg, r.dir, r.log)
 	if err != nil {
 		return err
 	}
@@ -259,6 +284,7 @@ func (r *run) close() {
 		}
 		_ = r.rec.Flush()
 		_ = r.histf.Close()
+		_ = r.logf.Close()
 	})
 }
 

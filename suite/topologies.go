@@ -2,6 +2,7 @@ package suite
 
 import (
 	"fmt"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/wscluster/wscluster/topology"
@@ -11,11 +12,11 @@ import (
 
 // newTopology creates the topology the configuration names, with its
 // node logs in the run folder.
-func newTopology(cfg Config, dir string) (topology.Topology, error) {
+func newTopology(cfg Config, dir string, log *slog.Logger) (topology.Topology, error) {
 	tc := topology.Config{
 		Engine: cfg.Engine, Nodes: cfg.Nodes, Dir: dir, Binary: cfg.Binary,
 		HeartbeatInterval: cfg.HeartbeatInterval, PeerTimeout: cfg.PeerTimeout,
-		PingInterval: cfg.PingInterval, Ordering: cfg.Ordering,
+		PingInterval: cfg.PingInterval, Ordering: cfg.Ordering, Logger: log,
 	}.WithDefaults()
 	switch cfg.Topology {
 	case "local":

@@ -8,6 +8,7 @@ package topology
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -47,6 +48,9 @@ type Config struct {
 	ExtraArgs []string
 	// StartTimeout bounds the wait for each node's /healthz. Default 30s.
 	StartTimeout time.Duration
+	// Logger receives process starts, fault steps and teardown. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // WithDefaults returns c with zero durations replaced by their defaults.
@@ -62,6 +66,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c
 }

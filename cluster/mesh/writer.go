@@ -54,7 +54,10 @@ func (l *link) writeLoop() {
 		}
 		wrote = wrote || len(batch) > 0
 		if draining && l.queueEmpty() {
+			// The writer stops here, so no keepalive follows the half
+			// close that flushLinks does next.
 			l.flushOnce.Do(func() { close(l.flushed) })
+			return
 		}
 	}
 }
@@ -139,8 +142,11 @@ func (l *link) startDrain() {
 	signal(l.notify)
 }
 
-// flushLinks lets every link write its queue, waiting up to timeout in
-// total.
+// flushLinks lets every link write its queue, then half-closes it and
+// waits for the peer to close its side, up to timeout in total. Closing a
+// socket outright while the peer's last frames sit unread in its receive
+// buffer makes the kernel send a reset, and the peer may then lose what this
+// node wrote last, such as its leave.
 func flushLinks(links []*link, timeout time.Duration) {
 	for _, l := range links {
 		l.startDrain()
@@ -150,9 +156,29 @@ func flushLinks(links []*link, timeout time.Duration) {
 	for _, l := range links {
 		select {
 		case <-l.flushed:
+			l.closeWrite()
 		case <-l.done:
 		case <-timer.C:
 			return
 		}
+	}
+	for _, l := range links {
+		select {
+		case <-l.done:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// closeWrite sends the peer an end of stream while the reader keeps
+// reading, so the link ends when the peer closes its side.
+func (l *link) closeWrite() {
+	if cw, ok := l.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	if cw, ok := l.raw.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
 	}
 }

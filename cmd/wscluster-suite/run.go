@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +51,14 @@ func runCommand(args []string) int {
 		fmt.Fprintf(os.Stderr, "wscluster-suite run: unexpected argument %q; every option is a flag\n", fs.Arg(0))
 		return exitNotRun
 	}
+	if err := checkExplicitZeros(fs); err != nil {
+		fmt.Fprintf(os.Stderr, "wscluster-suite run: %v\n", err)
+		return exitNotRun
+	}
+	if err := suite.Preflight(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "wscluster-suite run: %v\n", err)
+		return exitNotRun
+	}
 	cfg.Seed = *seed
 	if cfg.Seed == 0 {
 		cfg.Seed = time.Now().UnixNano() % 1_000_000
@@ -70,6 +79,38 @@ func runCommand(args []string) int {
 		return exitNotRun
 	}
 	return printVerdict(out.Dir, out.Results)
+}
+
+// positiveFlags must be above zero when given. The suite's Config reads
+// zero as "use the default", so an explicit 0 would otherwise run silently
+// with the default instead.
+var positiveFlags = []string{
+	"nodes", "duration", "recovery", "heartbeat-interval", "peer-timeout", "ping-interval",
+	"nemesis-interval", "fault-duration", "concurrent-faults", "rate",
+}
+
+func checkExplicitZeros(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err != nil || !slices.Contains(positiveFlags, f.Name) {
+			return
+		}
+		switch v := f.Value.(flag.Getter).Get().(type) {
+		case int:
+			if v <= 0 {
+				err = fmt.Errorf("--%s %d: want a value above 0", f.Name, v)
+			}
+		case float64:
+			if v <= 0 {
+				err = fmt.Errorf("--%s %v: want a value above 0", f.Name, v)
+			}
+		case time.Duration:
+			if v <= 0 {
+				err = fmt.Errorf("--%s %v: want a duration above 0, such as 30s", f.Name, v)
+			}
+		}
+	})
+	return err
 }
 
 // rerunCommand is the command line that repeats this run, with the seed

@@ -30,6 +30,7 @@
 package container
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -196,7 +197,7 @@ func New(cfg topology.Config, opts Options) (*Topology, error) {
 	t := &Topology{
 		cfg:       cfg,
 		opts:      opts,
-		log:       slog.Default().With("component", "topology.container", "engine", cfg.Engine, "run", opts.RunID),
+		log:       cmp.Or(cfg.Logger, slog.Default()).With("component", "topology.container", "engine", cfg.Engine, "run", opts.RunID),
 		hostPorts: map[string]int{},
 	}
 	t.closing, t.stop = context.WithCancel(context.Background())

@@ -24,6 +24,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -84,7 +85,7 @@ func New(cfg topology.Config) (*Topology, error) {
 	}
 	t := &Topology{
 		cfg:       cfg,
-		log:       slog.Default().With("component", "topology.local", "engine", cfg.Engine),
+		log:       cmp.Or(cfg.Logger, slog.Default()).With("component", "topology.local", "engine", cfg.Engine),
 		httpAddrs: map[string]string{},
 		clusAddrs: map[string]string{},
 	}
