@@ -141,3 +141,40 @@ type Topology interface {
 	// created except the run folder, and is safe to call twice.
 	Close(ctx context.Context) error
 }
+
+// EngineLinks lists the links between nodes ids that an engine uses: every
+// pair of nodes for mesh, every node with Redis for redis, and nothing for
+// none. Topologies return it from Links.
+func EngineLinks(engine string, ids []string) []Link {
+	links := []Link{}
+	for i, a := range ids {
+		switch engine {
+		case "mesh":
+			for _, b := range ids[i+1:] {
+				links = append(links, Link{a, b})
+			}
+		case "redis":
+			links = append(links, Link{a, Redis})
+		}
+	}
+	return links
+}
+
+// NodeFlags returns the serve flags that every topology gives node id: its
+// id, the engine, the timings, JSON logs and the ordering. The topology
+// adds the addresses and the engine's own flags.
+func (c Config) NodeFlags(id string) []string {
+	flags := []string{
+		"--node-id", id,
+		"--engine", c.Engine,
+		"--heartbeat-interval", c.HeartbeatInterval.String(),
+		"--peer-timeout", c.PeerTimeout.String(),
+		"--ping-interval", c.PingInterval.String(),
+		"--log-format", "json",
+		"--log-level", "info",
+	}
+	if c.Ordering != "" {
+		flags = append(flags, "--ordering", c.Ordering)
+	}
+	return flags
+}

@@ -271,18 +271,7 @@ func (t *Topology) Nodes() []topology.Node {
 // Links lists every pair of nodes for mesh, every node with Redis for
 // redis, and nothing for none.
 func (t *Topology) Links() []topology.Link {
-	links := []topology.Link{}
-	for i, a := range t.ids {
-		switch t.cfg.Engine {
-		case "mesh":
-			for _, b := range t.ids[i+1:] {
-				links = append(links, topology.Link{a, b})
-			}
-		case "redis":
-			links = append(links, topology.Link{a, topology.Redis})
-		}
-	}
-	return links
+	return topology.EngineLinks(t.cfg.Engine, t.ids)
 }
 
 func (t *Topology) logPath(name string) string {

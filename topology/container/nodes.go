@@ -79,19 +79,7 @@ func (t *Topology) nodeCustomizers(id string, nw *testcontainers.DockerNetwork) 
 // "/wscluster serve".
 func (t *Topology) nodeArgs(id string) []string {
 	c := t.cfg
-	args := []string{
-		"--listen", ":" + strconv.Itoa(httpPort),
-		"--node-id", id,
-		"--engine", c.Engine,
-		"--heartbeat-interval", c.HeartbeatInterval.String(),
-		"--peer-timeout", c.PeerTimeout.String(),
-		"--ping-interval", c.PingInterval.String(),
-		"--log-format", "json",
-		"--log-level", "info",
-	}
-	if c.Ordering != "" {
-		args = append(args, "--ordering", c.Ordering)
-	}
+	args := append([]string{"--listen", ":" + strconv.Itoa(httpPort)}, c.NodeFlags(id)...)
 	switch c.Engine {
 	case "mesh":
 		// Peers are dialled by name, so a restarted peer with a new address

@@ -205,18 +205,7 @@ func (t *Topology) Nodes() []topology.Node {
 // Links lists every pair of nodes for mesh, every node with Redis for
 // redis, and nothing for none.
 func (t *Topology) Links() []topology.Link {
-	links := []topology.Link{}
-	for i, a := range t.ids {
-		switch t.cfg.Engine {
-		case "mesh":
-			for _, b := range t.ids[i+1:] {
-				links = append(links, topology.Link{a, b})
-			}
-		case "redis":
-			links = append(links, topology.Link{a, topology.Redis})
-		}
-	}
-	return links
+	return topology.EngineLinks(t.cfg.Engine, t.ids)
 }
 
 func (t *Topology) logPath(name string) string {
@@ -332,19 +321,7 @@ func (t *Topology) newProcess(name string, argv []string, probe func(context.Con
 // nodeArgv returns the command line of node id.
 func (t *Topology) nodeArgv(id string, netw *network) []string {
 	c := t.cfg
-	argv := []string{c.Binary, "serve",
-		"--listen", t.httpAddrs[id],
-		"--node-id", id,
-		"--engine", c.Engine,
-		"--heartbeat-interval", c.HeartbeatInterval.String(),
-		"--peer-timeout", c.PeerTimeout.String(),
-		"--ping-interval", c.PingInterval.String(),
-		"--log-format", "json",
-		"--log-level", "info",
-	}
-	if c.Ordering != "" {
-		argv = append(argv, "--ordering", c.Ordering)
-	}
+	argv := append([]string{c.Binary, "serve", "--listen", t.httpAddrs[id]}, c.NodeFlags(id)...)
 	switch c.Engine {
 	case "mesh":
 		// The node advertises its real listener, but with peer exchange
