@@ -20,7 +20,7 @@ func (r *run) check() checker.Results {
 			HeartbeatInterval: r.cfg.HeartbeatInterval, PeerTimeout: r.cfg.PeerTimeout,
 			PingInterval: r.cfg.PingInterval, ReplayMaxAge: replayMaxAge,
 		},
-		History: r.rec.Ops(),
+		History: r.ops,
 		Dir:     r.dir,
 	}
 	return checker.CheckAll(in, Checkers(r.cfg.Workload, r.cfg.Ordering))
@@ -72,7 +72,7 @@ func (r *run) write() error {
 	if err := r.writeMeta(nil); err != nil {
 		return err
 	}
-	if err := report.Write(r.dir, r.meta(nil), r.results, r.rec.Ops()); err != nil {
+	if err := report.Write(r.dir, r.meta(nil), r.results, r.ops); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return r.linkLatest()
@@ -99,7 +99,7 @@ func (r *run) meta(runErr error) report.Meta {
 			m.NodeLogs[id] = rel
 		}
 	}
-	for _, op := range r.rec.Ops() {
+	for _, op := range r.ops {
 		if op.Type == history.Nemesis && op.F == history.FFaultStart && op.Fault != nil {
 			m.Mechanisms[op.Fault.Kind] = op.Fault.Mechanism
 		}

@@ -50,6 +50,10 @@ func Run(ctx context.Context, cfg Config) (Outcome, error) {
 
 	runErr := r.execute(ctx, faults)
 	r.close()
+
+	// The history is complete once the clients and the cluster are closed,
+	// so the checkers, the meta and the report share one copy of it.
+	r.ops = r.rec.Ops()
 	if runErr != nil {
 		_ = r.writeMeta(runErr)
 		return r.outcome(), fmt.Errorf("%w: %w", ErrNotRun, runErr)
@@ -88,6 +92,7 @@ type run struct {
 	logf    *os.File
 	log     *slog.Logger
 	rec     *history.Recorder
+	ops     []history.Op
 	topo    topology.Topology
 	wl      workloads.Workload
 	nem     *nemesis.Nemesis
