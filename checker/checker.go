@@ -1,7 +1,7 @@
 // Package checker decides whether a suite run kept the guarantees of the
 // wscluster contract. Each Checker reads the whole history after the run and
 // returns a Result with a verdict, counts and the first examples of every
-// anomaly it found. A checker that cannot decide says Unknown, which fails a
+// anomaly it found. A checker that cannot decide returns Unknown, which fails a
 // run just as Invalid does: an undecided check is not a pass.
 package checker
 
@@ -104,7 +104,7 @@ type Result struct {
 
 // Anomaly is one concrete example of a violation.
 type Anomaly struct {
-	// Description says what is wrong in one sentence.
+	// Description states the violation in one sentence.
 	Description string `json:"description"`
 	// Time is the history time the anomaly is about, in nanoseconds.
 	Time int64 `json:"time,omitempty"`
@@ -144,7 +144,7 @@ type Run struct {
 	ReplayMaxAge time.Duration `json:"replay_max_age"`
 }
 
-// Input is what every checker reads.
+// Input is the run description and history that every checker reads.
 type Input struct {
 	Run     Run
 	History []history.Op

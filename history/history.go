@@ -1,7 +1,7 @@
 // Package history records what happens during a suite run, in the shape
-// Jepsen uses: every client operation is an invoke followed by exactly one
-// completion (ok, fail or info), and everything a client receives, every
-// fault and every readiness probe is an entry of its own. Checkers read the
+// Jepsen uses. Every client operation is an invoke followed by exactly one
+// completion (ok, fail or info). Everything a client receives, every fault
+// and every readiness probe is an entry of its own. Checkers read the
 // history after the run; nothing in it is interpreted while it is written.
 package history
 
@@ -40,7 +40,7 @@ const (
 	// connection.
 	FConnect = "connect"
 	// FDisconnect (Event): the process's connection ended, closed by the
-	// server or the network. Error says why.
+	// server or the network. Error holds the cause.
 	FDisconnect = "disconnect"
 	// FDrop: the process closes its connection on purpose without leaving
 	// its presence channels, like a browser tab that is closed.
@@ -72,10 +72,10 @@ const (
 	FFaultStop  = "stop"
 
 	// FReady (Probe): Ready is the node's /readyz verdict; Error is set and
-	// Ready nil when the probe got no answer (a paused or dead node).
+	// Ready nil when the probe got no response (a paused or dead node).
 	FReady = "readyz"
 	// FMetrics (Probe): Metrics holds the backplane counters of Node,
-	// scraped from /metrics. Incarnation tells restarts apart, because a
+	// scraped from /metrics. Incarnation separates restarts, because a
 	// restarted node's counters start again at zero.
 	FMetrics = "metrics"
 )
@@ -103,7 +103,7 @@ type Op struct {
 	Index int `json:"index"`
 	// Time is nanoseconds since the run started, from a monotonic clock.
 	Time int64 `json:"time"`
-	// Type and F say what the entry is.
+	// Type and F name the kind of entry.
 	Type Type   `json:"type"`
 	F    string `json:"f"`
 	// Process is the client worker, or ProcessNemesis or ProcessProbe.

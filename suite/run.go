@@ -23,7 +23,7 @@ import (
 // has no verdict.
 var ErrNotRun = errors.New("suite: run could not be carried out")
 
-// Outcome is what a finished run produced.
+// Outcome is the product of a finished run: its folder and verdicts.
 type Outcome struct {
 	// ID names the run folder under Config.ResultsDir.
 	ID string

@@ -26,7 +26,7 @@ var (
 	ErrUnknownNode = errors.New("topology: unknown node")
 )
 
-// Config is what every topology needs to start a cluster.
+// Config is the cluster description that every topology starts from.
 type Config struct {
 	// Engine is "none", "mesh" or "redis".
 	Engine string
@@ -73,7 +73,7 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Node is how clients and probes reach one node.
+// Node is the set of addresses where clients and probes reach one node.
 type Node struct {
 	// ID is the node's --node-id, n1..nN.
 	ID string `json:"id"`
@@ -100,12 +100,12 @@ type LinkFault struct {
 }
 
 // Topology is a running cluster with fault levers. Methods that take a
-// node accept the ids of Nodes() and, where it says so, Redis. Every method
+// node accept the ids of Nodes() and, where their doc names it, Redis. Every method
 // is safe for concurrent use. Each fault method returns the mechanism it
 // used, e.g. "tcp-proxy" or "nftables", for the run's results.
 type Topology interface {
 	// Start starts Redis when the engine needs it, then every node, and
-	// returns once each node answers /healthz.
+	// returns once each node returns 200 on /healthz.
 	Start(ctx context.Context) error
 	// Nodes lists the nodes in id order.
 	Nodes() []Node
