@@ -96,6 +96,18 @@ type Backplane interface {
 	Ready() bool
 }
 
+// AsyncPublisher is a Backplane that takes a publish without making its
+// caller wait, so that one connection can have several publishes in flight
+// and the node can send them to its peers together.
+type AsyncPublisher interface {
+	// PublishAsync does what Publish does and calls done with the result
+	// Publish would have returned. done is called exactly once, maybe
+	// before PublishAsync returns, and must not block. On one node, the
+	// messages that are taken keep the order of the calls, and so do the
+	// calls of their done.
+	PublishAsync(ctx context.Context, msg Message, done func(error))
+}
+
 // MessageHandler receives the publishes of other nodes. The pub/sub protocol
 // implements it.
 type MessageHandler interface {

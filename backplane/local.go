@@ -60,6 +60,9 @@ func (l *Local) NewMessageID() string { return l.ids.MessageID() }
 // Publish implements Backplane. There is no other node to send to.
 func (l *Local) Publish(context.Context, Message) error { return nil }
 
+// PublishAsync implements AsyncPublisher: done runs before it returns.
+func (l *Local) PublishAsync(_ context.Context, _ Message, done func(error)) { done(nil) }
+
 // DeliversOwnPublishes implements Backplane.
 func (l *Local) DeliversOwnPublishes() bool { return false }
 
@@ -76,3 +79,4 @@ func (l *Local) PresenceChanged(PresenceDelta) {}
 func (l *Local) Ready() bool { return true }
 
 var _ Backplane = (*Local)(nil)
+var _ AsyncPublisher = (*Local)(nil)

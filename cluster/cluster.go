@@ -148,6 +148,11 @@ type Cluster struct {
 	stop        chan struct{}
 	done        chan struct{}
 
+	// completions are the publishes the loop sequenced since its last
+	// carryOut (loop only).
+	completions []completion
+	acks        *ackQueue
+
 	ready atomic.Bool
 	// lastEcho is the last own publish delivered as an echo (loop only).
 	lastEcho  uint64
@@ -181,6 +186,9 @@ func New(cfg Config) (*Cluster, error) {
 		events: make(chan TransportEvent, 1024),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	if ack, ok := cfg.Transport.(Acknowledger); ok {
+		c.acks = newAckQueue(c, ack)
 	}
 	c.node = core.New(core.Config{
 		NodeID:            cfg.NodeID,
@@ -242,6 +250,9 @@ func (c *Cluster) Start() error {
 		return fmt.Errorf("start transport: %w", err)
 	}
 	c.updateReady()
+	if c.acks != nil {
+		go c.acks.run()
+	}
 	go c.loop()
 	return nil
 }
@@ -261,6 +272,12 @@ func (c *Cluster) Close() error {
 			time.Sleep(c.cfg.LeaveGrace)
 		}
 		err = c.cfg.Transport.Close()
+
+		// A closed transport answers every wait for an acknowledgement, so
+		// the queue empties and every publisher hears its outcome.
+		if c.acks != nil && c.started.Load() {
+			c.acks.close()
+		}
 	})
 	return err
 }
@@ -296,66 +313,6 @@ func (c *Cluster) Peers() []backplane.PeerStatus {
 // NewMessageID implements backplane.Backplane.
 func (c *Cluster) NewMessageID() string { return c.cfg.IDs.MessageID() }
 
-// Publish implements backplane.Backplane. It returns once the message is in
-// the replay buffer and queued to every streaming peer. A mesh never
-// rejects a publish: a peer that is cut off gets it from the replay buffer
-// after the link returns.
-func (c *Cluster) Publish(ctx context.Context, msg backplane.Message) error {
-	if !c.started.Load() {
-		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrNotStarted)
-	}
-	if r, ok := c.cfg.Transport.(Readier); ok && !r.Ready() {
-		return fmt.Errorf("%w: the transport is not ready", backplane.ErrUnavailable)
-	}
-	env, err := c.sequence(ctx, msg)
-	if err != nil {
-		return err
-	}
-	ack, ok := c.cfg.Transport.(Acknowledger)
-	if !ok {
-		return nil
-	}
-
-	// A publish the medium rejected is retracted from the replay buffer,
-	// so no later replay delivers what its publisher was told failed.
-	if err := ack.Acknowledged(ctx, env); err != nil {
-		c.submit(func(time.Time) { c.node.Retract(env.Seq) })
-		return fmt.Errorf("%w: %w", backplane.ErrUnavailable, err)
-	}
-	return nil
-}
-
-// sequence hands msg to the core on the loop and returns the envelope the
-// core sent.
-func (c *Cluster) sequence(ctx context.Context, msg backplane.Message) (*wire.Envelope, error) {
-	// The loop and a caller that gives up race for the publish: exactly one
-	// of them wins, so a publish reported as not taken never goes out.
-	const pending, taken, abandoned = 0, 1, 2
-	var state atomic.Int32
-	var env *wire.Envelope
-	done := make(chan struct{})
-	if !c.submit(func(now time.Time) {
-		if state.CompareAndSwap(pending, taken) {
-			env = c.node.Publish(now, msg)
-		}
-		close(done)
-	}) {
-		return nil, fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrClosed)
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		if state.CompareAndSwap(pending, abandoned) {
-			return nil, fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
-		}
-		<-done
-	}
-	if state.Load() != taken {
-		return nil, fmt.Errorf("%w: %w", backplane.ErrUnavailable, ctx.Err())
-	}
-	return env, nil
-}
-
 // DeliversOwnPublishes implements backplane.Backplane. It is true under
 // TotalOrder, where own publishes arrive as echoes.
 func (c *Cluster) DeliversOwnPublishes() bool { return c.cfg.TotalOrder }
@@ -375,4 +332,5 @@ func (c *Cluster) PresenceChanged(delta backplane.PresenceDelta) {
 }
 
 var _ backplane.Backplane = (*Cluster)(nil)
+var _ backplane.AsyncPublisher = (*Cluster)(nil)
 var _ backplane.PeerReporter = (*Cluster)(nil)

@@ -102,18 +102,24 @@ func (c *Cluster) deliverEcho(env *wire.Envelope) {
 	c.messages.Deliver(env.Message)
 }
 
-// carryOut sends the core's envelopes, applies its effects in order and
-// counts its counters.
+// carryOut sends the core's envelopes, applies its effects in order,
+// reports the publishes sequenced since the last call and counts the
+// core's counters.
 func (c *Cluster) carryOut() {
 	out := c.node.Drain()
 	for _, s := range out.Sends {
 		// A false Send means the link just went away; its LinkDown follows,
 		// and the replay or sync after the next link covers the envelope.
-		c.cfg.Transport.Send(s.To, s.Envelope)
+		// An acknowledging transport is the medium itself, so there the
+		// publish failed.
+		if !c.cfg.Transport.Send(s.To, s.Envelope) && c.acks != nil {
+			c.markUnsent(s.Envelope)
+		}
 	}
 	for _, e := range out.Effects {
 		c.apply(e)
 	}
+	c.complete()
 	c.count(out.Counters)
 	c.updateReady()
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// PublishTimeout bounds the hand-over of a publish to the backplane.
 	// Default 5s.
 	PublishTimeout time.Duration
+	// MaxPublishesInFlight is the number of one connection's publishes
+	// that may wait for the backplane at once. The connection's next
+	// request is read only when one of them is answered. Default 64.
+	MaxPublishesInFlight int
 }
 
 func (c *Config) setDefaults() {
@@ -70,6 +74,9 @@ func (c *Config) setDefaults() {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 5 * time.Second
 	}
+	if c.MaxPublishesInFlight <= 0 {
+		c.MaxPublishesInFlight = 64
+	}
 }
 
 // PubSub implements the publish/subscribe methods for the connections of one
@@ -80,6 +87,8 @@ type PubSub struct {
 	mu       sync.RWMutex
 	channels map[string]map[*subscriber]struct{}
 	conns    map[*wsconn.Conn]*subscriber
+
+	inFlight inFlight
 }
 
 // New returns a PubSub. It panics when cfg lacks a Backplane or Metrics,
@@ -93,6 +102,7 @@ func New(cfg Config) *PubSub {
 		cfg:      cfg,
 		channels: make(map[string]map[*subscriber]struct{}),
 		conns:    make(map[*wsconn.Conn]*subscriber),
+		inFlight: inFlight{limit: cfg.MaxPublishesInFlight, slots: make(map[*wsconn.Conn]chan struct{})},
 	}
 }
 
@@ -261,6 +271,7 @@ func (p *PubSub) Disconnected(c *wsconn.Conn) {
 		}
 	}
 	p.mu.Unlock()
+	p.inFlight.forget(c)
 	if s != nil {
 		s.stop()
 	}
@@ -285,13 +296,30 @@ func (p *PubSub) publish(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 		reply(nil, perr)
 		return
 	}
-	msgID, err := p.Publish(context.Background(), msg.Channel, msg.Data, msg.QoS)
-	if err != nil {
-		reply(nil, rpc.Errorf(rpc.CodeUnavailable,
-			"backplane unavailable: the publish was not taken and was delivered nowhere, try again later"))
+	answer := func(msgID string, err error) {
+		if err != nil {
+			reply(nil, rpc.Errorf(rpc.CodeUnavailable,
+				"backplane unavailable: the publish was not taken and was delivered nowhere, try again later"))
+			return
+		}
+		reply(publishResult{MsgID: msgID}, nil)
+	}
+
+	// The responses of a batch go out together, so a publish in a batch
+	// is answered before Handle returns.
+	if c.SendsHeld() {
+		answer(p.Publish(context.Background(), msg.Channel, msg.Data, msg.QoS))
 		return
 	}
-	reply(publishResult{MsgID: msgID}, nil)
+
+	// Otherwise the reader goes on while the backplane sequences the
+	// message, so that a node sends many publishes to its peers and its
+	// subscribers together.
+	release := p.inFlight.acquire(c)
+	p.publishAsync(context.Background(), msg.Channel, msg.Data, msg.QoS, func(msgID string, err error) {
+		release()
+		answer(msgID, err)
+	})
 }
 
 // DecodePublish validates publish params {"channel", "data", "qos"?} and
@@ -329,29 +357,58 @@ func DecodePublish(params json.RawMessage) (backplane.Message, *rpc.Error) {
 // valid JSON. It returns an error wrapping backplane.ErrUnavailable when the
 // backplane did not take the message, and then it was delivered nowhere.
 func (p *PubSub) Publish(ctx context.Context, channel string, data json.RawMessage, qos int) (string, error) {
+	type outcome struct {
+		msgID string
+		err   error
+	}
+	result := make(chan outcome, 1)
+	p.publishAsync(ctx, channel, data, qos, func(msgID string, err error) { result <- outcome{msgID, err} })
+	r := <-result
+	return r.msgID, r.err
+}
+
+// publishAsync hands a publish to the backplane and calls done, exactly
+// once, when the backplane took or refused it. A message that was taken is
+// delivered to this node's subscribers before done, so that on every node
+// a publisher's messages keep their order.
+func (p *PubSub) publishAsync(ctx context.Context, channel string, data json.RawMessage, qos int, done func(string, error)) {
 	msg := backplane.Message{
 		ID:      p.cfg.Backplane.NewMessageID(),
 		Channel: channel,
 		Data:    data,
 		QoS:     qos,
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	finish := func(err error) {
+		cancel()
+		if err != nil {
+			done("", p.rejected(msg, err))
+			return
+		}
+		if !p.cfg.Backplane.DeliversOwnPublishes() {
+			p.deliver(msg, "client")
+		}
+		done(msg.ID, nil)
+	}
 
 	// The backplane goes first: when it rejects the message, nothing may
 	// have been delivered, not even locally.
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
-	defer cancel()
-	if err := p.cfg.Backplane.Publish(ctx, msg); err != nil {
-		p.cfg.Metrics.PublishRejected.Inc()
-		p.cfg.Logger.Warn("publish rejected by the backplane", "channel", channel, "msg_id", msg.ID, "err", err)
-		if !errors.Is(err, backplane.ErrUnavailable) {
-			err = errors.Join(backplane.ErrUnavailable, err)
-		}
-		return "", err
+	if async, ok := p.cfg.Backplane.(backplane.AsyncPublisher); ok {
+		async.PublishAsync(ctx, msg, finish)
+		return
 	}
-	if !p.cfg.Backplane.DeliversOwnPublishes() {
-		p.deliver(msg, "client")
+	finish(p.cfg.Backplane.Publish(ctx, msg))
+}
+
+// rejected counts and logs a publish the backplane did not take, and
+// returns err wrapping backplane.ErrUnavailable.
+func (p *PubSub) rejected(msg backplane.Message, err error) error {
+	p.cfg.Metrics.PublishRejected.Inc()
+	p.cfg.Logger.Warn("publish rejected by the backplane", "channel", msg.Channel, "msg_id", msg.ID, "err", err)
+	if !errors.Is(err, backplane.ErrUnavailable) {
+		err = errors.Join(backplane.ErrUnavailable, err)
 	}
-	return msg.ID, nil
+	return err
 }
 
 // Deliver implements backplane.MessageHandler for messages of other nodes.

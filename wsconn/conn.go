@@ -246,6 +246,14 @@ func (c *Conn) HoldSends() {
 	c.mu.Unlock()
 }
 
+// SendsHeld reports whether Sends are held, that is whether a JSON-RPC batch
+// is being served, whose responses must all be ready when it ends.
+func (c *Conn) SendsHeld() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.holding
+}
+
 // ReleaseSends queues first, if not nil, then the frames held since
 // HoldSends, in order. It returns ErrClosed when the connection is closing.
 func (c *Conn) ReleaseSends(first []byte) error {
