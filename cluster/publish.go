@@ -46,7 +46,7 @@ func (c *Cluster) PublishAsync(ctx context.Context, msg backplane.Message, done 
 		done(fmt.Errorf("%w: the transport is not ready", backplane.ErrUnavailable))
 		return
 	}
-	taken := c.submit(func(now time.Time) {
+	queued := c.submit(func(now time.Time) {
 		if err := ctx.Err(); err != nil {
 			done(fmt.Errorf("%w: %w", backplane.ErrUnavailable, err))
 			return
@@ -54,7 +54,7 @@ func (c *Cluster) PublishAsync(ctx context.Context, msg backplane.Message, done 
 		env := c.node.Publish(now, msg)
 		c.completions = append(c.completions, completion{ctx: ctx, env: env, done: done})
 	})
-	if !taken {
+	if !queued {
 		done(fmt.Errorf("%w: %w", backplane.ErrUnavailable, ErrClosed))
 	}
 }
@@ -88,7 +88,7 @@ func (c *Cluster) markUnsent(env *wire.Envelope) {
 
 // ackQueue waits, on its own goroutine and in publish order, for the
 // transport to acknowledge each publish, then reports the outcome. Redis
-// answers a connection's commands in order, so waiting in order holds
+// replies to a connection's commands in order, so waiting in order holds
 // nothing back, and the publishers hear their outcomes in the order their
 // messages were sequenced.
 type ackQueue struct {
@@ -143,12 +143,12 @@ func (q *ackQueue) run() {
 
 // settle waits for one publish's acknowledgement and reports it. A publish
 // the medium did not take is retracted from the replay buffer, so no later
-// replay delivers what its publisher was told failed.
+// replay delivers a message whose publisher got an error.
 func (q *ackQueue) settle(item completion) {
 	ctx := item.ctx
 	if item.unsent {
 		// The wait then ends at once, with an error, and the transport
-		// forgets the envelope.
+		// drops its record of the envelope.
 		cancelled, cancel := context.WithCancel(ctx)
 		cancel()
 		ctx = cancelled
