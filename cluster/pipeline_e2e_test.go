@@ -63,8 +63,8 @@ func publishPipelined(t *testing.T, n httpNode, channel, publisher string, count
 	return failed
 }
 
-// A connection that writes many publishes without waiting has them all
-// answered, and every node delivers them once each, in order.
+// A connection that writes many publishes without waiting gets every
+// result, and every node delivers them once each, in order.
 func TestMeshPipelinedPublishesKeepOrder(t *testing.T) {
 	t.Parallel()
 	c := startProxiedCluster(t, []string{"n1", "n2", "n3"}, nil)

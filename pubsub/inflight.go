@@ -7,8 +7,8 @@ import (
 )
 
 // inFlight bounds each connection's publishes that wait for the backplane.
-// A connection that reaches the bound waits, with its reader, until one is
-// answered, so a fast publisher is slowed down rather than queued without
+// A connection that reaches the bound waits, with its reader, until one of them
+// has its result, so a fast publisher is slowed down rather than queued without
 // limit.
 type inFlight struct {
 	limit int
