@@ -525,7 +525,7 @@ func deliveryOnlyShortLinkFaults(ws []Window, t, grace, maxAge int64, nodes ...s
 			continue
 		}
 		switch w.Fault.Kind {
-		case "partition", "latency", "reset":
+		case history.FaultPartition, history.FaultLatency, history.FaultReset:
 		default:
 			return false
 		}

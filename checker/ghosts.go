@@ -120,7 +120,7 @@ func (g *ghostRun) checkDeaths(ws []Window, nodes []string) {
 		for _, v := range ghostVictims(g.idx, dead, w.Start) {
 			g.res.Counts["victims"]++
 			horizon := g.idx.end
-			if w.Fault.Kind == "pause" {
+			if w.Fault.Kind == history.FaultPause {
 				horizon = w.Stop
 			}
 			horizon = g.rejoinHorizon(v, w.Start, horizon)
@@ -188,7 +188,7 @@ func silentDisturbed(ws []Window, x, y string, from, to, grace int64) bool {
 		if y != x && (w.Touches(x) || w.Touches(y)) {
 			return true
 		}
-		if y == x && (w.Fault.Kind == "kill" || w.Fault.Kind == "pause") && w.Touches(x) {
+		if y == x && (w.Fault.Kind == history.FaultKill || w.Fault.Kind == history.FaultPause) && w.Touches(x) {
 			return true
 		}
 	}
@@ -203,9 +203,9 @@ func ghostDeadNode(w Window, limit time.Duration, nodes []string) (string, bool)
 		return "", false
 	}
 	switch w.Fault.Kind {
-	case "kill":
+	case history.FaultKill:
 		return w.Fault.Nodes[0], true
-	case "pause":
+	case history.FaultPause:
 		return w.Fault.Nodes[0], w.Stop-w.Start > int64(limit)
 	}
 	return "", false
@@ -224,7 +224,7 @@ func ghostObservers(ws []Window, self int, dead string, nodes []string) []string
 		}
 		touched := false
 		for j, o := range ws {
-			stops := o.Fault.Kind == "kill" || o.Fault.Kind == "pause"
+			stops := o.Fault.Kind == history.FaultKill || o.Fault.Kind == history.FaultPause
 			if j != self && stops && o.Start <= w.Stop && o.Stop >= w.Start && o.Touches(y) {
 				touched = true
 				break

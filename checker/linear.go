@@ -313,7 +313,7 @@ func linearGroups(idx *presenceIndex, ws []Window) map[presenceRosterKey]*linear
 func linearIncarnations(ws []Window) func(node string, t int64) int {
 	kills := map[string][]int64{}
 	for _, w := range ws {
-		if w.Fault.Kind == "kill" {
+		if w.Fault.Kind == history.FaultKill {
 			for _, n := range w.Fault.Nodes {
 				kills[n] = append(kills[n], w.Start)
 			}

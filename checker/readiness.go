@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/wscluster/wscluster/history"
@@ -312,7 +311,7 @@ func readinessIsolated(engine, node string, nodes []string, active []Window) boo
 	}
 	if engine == "redis" {
 		for _, w := range active {
-			if w.Fault.Kind == "redis-kill" || w.Fault.Kind == "redis-pause" || readinessCuts(w, node, topology.Redis) {
+			if w.Fault.Kind == history.FaultRedisKill || w.Fault.Kind == history.FaultRedisPause || readinessCuts(w, node, topology.Redis) {
 				return true
 			}
 		}
@@ -335,7 +334,7 @@ func readinessIsolated(engine, node string, nodes []string, active []Window) boo
 // readinessDown reports whether an active kill or pause stopped node.
 func readinessDown(node string, active []Window) bool {
 	for _, w := range active {
-		if (w.Fault.Kind == "kill" || w.Fault.Kind == "pause") && slices.Contains(w.Fault.Nodes, node) {
+		if (w.Fault.Kind == history.FaultKill || w.Fault.Kind == history.FaultPause) && slices.Contains(w.Fault.Nodes, node) {
 			return true
 		}
 	}
@@ -345,7 +344,7 @@ func readinessDown(node string, active []Window) bool {
 // readinessCuts reports whether w is a partition that cuts the link between
 // a and b.
 func readinessCuts(w Window, a, b string) bool {
-	if !strings.Contains(w.Fault.Kind, "partition") {
+	if w.Fault.Kind != history.FaultPartition {
 		return false
 	}
 	for _, l := range w.Fault.Links {

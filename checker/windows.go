@@ -2,7 +2,6 @@ package checker
 
 import (
 	"slices"
-	"strings"
 
 	"github.com/wscluster/wscluster/history"
 )
@@ -20,7 +19,7 @@ type Window struct {
 // cuts the backplane path of all of them. A partition or a latency fault on
 // one node's Redis link touches only that node, which is in Nodes.
 func (w Window) Touches(node string) bool {
-	if strings.HasPrefix(w.Fault.Kind, "redis-") {
+	if w.Fault.Kind == history.FaultRedisKill || w.Fault.Kind == history.FaultRedisPause {
 		return true
 	}
 	return slices.Contains(w.Fault.Nodes, node)

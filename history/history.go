@@ -150,13 +150,25 @@ type Connection struct {
 	Conn string `json:"conn"`
 }
 
+// Fault kinds, the values of Fault.Kind. A cut of a node's link to Redis
+// is a FaultPartition whose Links name the Redis server.
+const (
+	FaultPartition  = "partition"
+	FaultLatency    = "latency"
+	FaultReset      = "reset"
+	FaultLoss       = "loss"
+	FaultKill       = "kill"
+	FaultPause      = "pause"
+	FaultRedisKill  = "redis-kill"
+	FaultRedisPause = "redis-pause"
+)
+
 // Fault describes one fault of the nemesis. The same ID appears on its
 // FFaultStart and FFaultStop entries.
 type Fault struct {
 	// ID is unique in the run, e.g. "f3".
 	ID string `json:"id"`
-	// Kind is the fault type: "partition", "latency", "reset", "kill",
-	// "pause", "redis-kill", "redis-pause", "redis-partition".
+	// Kind is the fault type, one of the Fault kind constants.
 	Kind string `json:"kind"`
 	// Detail is a person-readable description, e.g. "halves [n1] | [n2 n3]".
 	Detail string `json:"detail"`

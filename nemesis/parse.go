@@ -5,18 +5,20 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/wscluster/wscluster/history"
 )
 
 // Fault kinds, as in history.Fault.Kind.
 const (
-	KindPartition  = "partition"
-	KindLatency    = "latency"
-	KindReset      = "reset"
-	KindLoss       = "loss"
-	KindKill       = "kill"
-	KindPause      = "pause"
-	KindRedisKill  = "redis-kill"
-	KindRedisPause = "redis-pause"
+	KindPartition  = history.FaultPartition
+	KindLatency    = history.FaultLatency
+	KindReset      = history.FaultReset
+	KindLoss       = history.FaultLoss
+	KindKill       = history.FaultKill
+	KindPause      = history.FaultPause
+	KindRedisKill  = history.FaultRedisKill
+	KindRedisPause = history.FaultRedisPause
 )
 
 // Engines, as in topology.Config.Engine.

@@ -28,8 +28,11 @@ const Subprotocol = "wscluster.v1"
 type Protocol interface {
 	// Methods returns the method names the protocol serves.
 	Methods() []string
-	// Handle serves one request. It runs on the connection's reader
-	// goroutine and must call reply exactly once.
+	// Handle serves one request. It runs for the connection's reader,
+	// which waits for it, and must call reply exactly once, before it
+	// returns or later from any goroutine. Inside a JSON-RPC batch
+	// (c.SendsHeld), whose responses go out together, reply must come
+	// before Handle returns.
 	Handle(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply)
 	// Disconnected releases everything the protocol holds for c. It is
 	// called once, after c's last request was handled.
