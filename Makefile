@@ -7,7 +7,7 @@ export TESTCONTAINERS_RYUK_DISABLED = true
 BIN := bin/wscluster
 SUITE := bin/wscluster-suite
 
-.PHONY: build bench bench-smoke images deps test test-short test-cluster test-cluster-local test-cluster-containers test-all nemesis lint fuzz run clean
+.PHONY: build bench bench-smoke images deps test test-images test-short test-cluster test-cluster-local test-cluster-containers test-all nemesis lint fuzz run clean
 
 ## build: compile the node binary and the suite into bin/, without the race detector
 build:
@@ -22,9 +22,18 @@ images:
 deps:
 	./scripts/install-deps.sh
 
-## test: install the test dependencies, vet, then run every test with the race detector
-test: deps lint
+## test: install the test dependencies, vet, build the images when Docker is reachable, then run every test with the race detector
+test: deps lint test-images
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# test-images builds the images that the container topology's tests start;
+# without a reachable Docker daemon those tests skip, unless CI is set.
+test-images:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+		./scripts/build-images.sh; \
+	else \
+		echo "test: no Docker daemon reachable, so the container topology's tests will skip"; \
+	fi
 
 ## test-short: the same tests without the race detector, for a quick loop
 test-short: deps

@@ -137,7 +137,10 @@ func (t *Transport) publishBatch(batch []outgoing) {
 	for _, item := range batch {
 		pipe.Publish(ctx, t.cfg.Channel, item.payload)
 	}
+	sent := time.Now()
+	t.roundTrip.start(sent)
 	cmds, err := pipe.Exec(ctx)
+	t.roundTrip.finish(sent, time.Now())
 	failed := false
 	for i, item := range batch {
 		itemErr := err

@@ -54,8 +54,10 @@ type Config struct {
 	// Sentinel; the node follows a failover to the new primary.
 	SentinelAddrs  []string
 	SentinelMaster string
-	// HeartbeatInterval is how often the core sends heartbeats; a
-	// subscription silent for twice that is opened again. Default 1s.
+	// HeartbeatInterval is how often the core sends heartbeats. A
+	// subscription silent for twice that plus a round trip to Redis, but
+	// never for longer than PeerTimeout less half an interval, is opened
+	// again. Default 1s.
 	HeartbeatInterval time.Duration
 	// PeerTimeout bounds the age of the last own heartbeat echo while
 	// ready. Default 3s.
@@ -144,6 +146,8 @@ type Transport struct {
 	closed     bool
 	// logged holds when each repeated warning was last logged.
 	logged sync.Map
+	// roundTrip is read by the subscription and written by the publisher.
+	roundTrip roundTrip
 }
 
 // New returns a Transport. It connects nothing until Start.
