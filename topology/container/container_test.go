@@ -17,6 +17,7 @@ import (
 
 	"github.com/wscluster/wscluster/topology"
 	ctopo "github.com/wscluster/wscluster/topology/container"
+	"github.com/wscluster/wscluster/topology/topologytest"
 )
 
 func TestNewRejectsInvalidConfig(t *testing.T) {
@@ -180,7 +181,7 @@ func TestCloseWithCanceledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, topo.Start(ctx))
 	for _, n := range topo.Nodes() {
-		requireHealthy(t, n)
+		topologytest.RequireHealthy(t, n)
 	}
 
 	cancel()

@@ -4,11 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,10 +14,8 @@ import (
 
 	"github.com/wscluster/wscluster/topology"
 	"github.com/wscluster/wscluster/topology/container"
+	"github.com/wscluster/wscluster/topology/topologytest"
 )
-
-// waitTimeout bounds every wait for the cluster to reach a state.
-const waitTimeout = 20 * time.Second
 
 func TestMain(m *testing.M) {
 	// testcontainers-go would pull and start its reaper image otherwise.
@@ -79,172 +73,11 @@ func startTopology(t *testing.T, cfg topology.Config) *container.Topology {
 		require.NoError(t, topo.Close(ctx))
 		require.NoError(t, container.RemoveRun(ctx, topo.RunID()))
 		if t.Failed() {
-			logTails(t, cfg.Dir)
+			topologytest.LogTails(t, cfg.Dir)
 		}
 	})
 	require.NoError(t, topo.Start(context.Background()))
 	return topo
-}
-
-// logTails logs the last lines of every log in dir/logs.
-func logTails(t *testing.T, dir string) {
-	paths, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
-	for _, path := range paths {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Logf("read %s: %v", path, err)
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-		t.Logf("last lines of %s:\n%s", filepath.Base(path), strings.Join(lines[max(0, len(lines)-30):], "\n"))
-	}
-}
-
-// status is the part of /cluster and /readyz that the tests read.
-type status struct {
-	Ready          bool `json:"ready"`
-	ConnectedPeers int  `json:"connected_peers"`
-	Peers          []struct {
-		ID        string `json:"id"`
-		Connected bool   `json:"connected"`
-	} `json:"peers"`
-}
-
-// connected reports whether the status lists peer as connected.
-func (s status) connected(peer string) bool {
-	for _, p := range s.Peers {
-		if p.ID == peer {
-			return p.Connected
-		}
-	}
-	return false
-}
-
-// httpClient times out quickly, so that a paused node shows as a timeout.
-var httpClient = &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
-
-// get returns the status code and body of a GET.
-func get(url string) (int, string, error) {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
-}
-
-// clusterStatus returns a node's /cluster document.
-func clusterStatus(n topology.Node) (status, error) {
-	code, body, err := get(n.HTTPURL + "/cluster")
-	if err != nil {
-		return status{}, err
-	}
-	if code != http.StatusOK {
-		return status{}, fmt.Errorf("GET /cluster of %s: status %d", n.ID, code)
-	}
-	var s status
-	err = json.Unmarshal([]byte(body), &s)
-	return s, err
-}
-
-// waitUntil polls cond until it returns "" and fails the test with the
-// last description of the difference when waitTimeout passes.
-func waitUntil(t *testing.T, what string, cond func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	last := ""
-	for time.Since(start) < waitTimeout {
-		if last = cond(); last == "" {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s: %s", waitTimeout, what, last)
-	return 0
-}
-
-// waitConnectedPeers waits until node n reports want connected peers.
-func waitConnectedPeers(t *testing.T, n topology.Node, want int) time.Duration {
-	t.Helper()
-	return waitUntil(t, fmt.Sprintf("%s to report %d connected peers", n.ID, want), func() string {
-		s, err := clusterStatus(n)
-		if err != nil {
-			return err.Error()
-		}
-		if s.ConnectedPeers != want {
-			return fmt.Sprintf("connected_peers is %d", s.ConnectedPeers)
-		}
-		return ""
-	})
-}
-
-// waitPeer waits until node n reports peer as connected or not.
-func waitPeer(t *testing.T, n topology.Node, peer string, connected bool) time.Duration {
-	t.Helper()
-	return waitUntil(t, fmt.Sprintf("%s to report %s connected=%t", n.ID, peer, connected), func() string {
-		s, err := clusterStatus(n)
-		if err != nil {
-			return err.Error()
-		}
-		if s.connected(peer) != connected {
-			return fmt.Sprintf("peers are %+v", s.Peers)
-		}
-		return ""
-	})
-}
-
-// requirePeers checks that node n now reports exactly the given peers as
-// connected.
-func requirePeers(t *testing.T, n topology.Node, peers ...string) {
-	t.Helper()
-	s, err := clusterStatus(n)
-	require.NoError(t, err)
-	for _, p := range peers {
-		require.True(t, s.connected(p), "%s reports %s disconnected: %+v", n.ID, p, s.Peers)
-	}
-	require.Equal(t, len(peers), s.ConnectedPeers, "connected peers of %s: %+v", n.ID, s.Peers)
-}
-
-// waitReadyz waits until node n's /readyz returns want.
-func waitReadyz(t *testing.T, n topology.Node, want int) time.Duration {
-	t.Helper()
-	return waitUntil(t, fmt.Sprintf("/readyz of %s to return %d", n.ID, want), func() string {
-		code, body, err := get(n.HTTPURL + "/readyz")
-		if err != nil {
-			return err.Error()
-		}
-		if code != want {
-			return fmt.Sprintf("status %d, body %s", code, body)
-		}
-		return ""
-	})
-}
-
-// requireHealthy checks that node n's /healthz returns 200.
-func requireHealthy(t *testing.T, n topology.Node) {
-	t.Helper()
-	code, _, err := get(n.HTTPURL + "/healthz")
-	require.NoError(t, err, "GET /healthz of %s", n.ID)
-	require.Equal(t, http.StatusOK, code, "GET /healthz of %s", n.ID)
-}
-
-// metric returns the value of one sample of a node's /metrics, such as
-// process_start_time_seconds.
-func metric(t *testing.T, n topology.Node, sample string) float64 {
-	t.Helper()
-	code, body, err := get(n.HTTPURL + "/metrics")
-	require.NoError(t, err, "GET /metrics of %s", n.ID)
-	require.Equal(t, http.StatusOK, code, "GET /metrics of %s", n.ID)
-	for line := range strings.Lines(body) {
-		if value, ok := strings.CutPrefix(strings.TrimSpace(line), sample+" "); ok {
-			v, err := strconv.ParseFloat(value, 64)
-			require.NoError(t, err, "sample %s of %s", sample, n.ID)
-			return v
-		}
-	}
-	t.Fatalf("/metrics of %s has no sample %s", n.ID, sample)
-	return 0
 }
 
 // countMarkers returns how many start markers the log at path contains.

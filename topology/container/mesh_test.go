@@ -11,6 +11,7 @@ import (
 
 	"github.com/wscluster/wscluster/topology"
 	"github.com/wscluster/wscluster/topology/container"
+	"github.com/wscluster/wscluster/topology/topologytest"
 )
 
 // TestMeshFaults runs one three-node mesh in containers through every
@@ -25,7 +26,7 @@ func TestMeshFaults(t *testing.T) {
 	ctx := context.Background()
 	allLinked := func(t *testing.T) {
 		for _, n := range nodes {
-			waitConnectedPeers(t, n, 2)
+			topologytest.WaitConnectedPeers(t, n, 2)
 		}
 	}
 
@@ -35,7 +36,7 @@ func TestMeshFaults(t *testing.T) {
 	}{
 		{"ready", func(t *testing.T) {
 			for _, n := range nodes {
-				waitReadyz(t, n, http.StatusOK)
+				topologytest.WaitReadyz(t, n, http.StatusOK)
 			}
 			allLinked(t)
 			requireNoFaults(t, topo, "n1", "n2", "n3")
@@ -44,12 +45,12 @@ func TestMeshFaults(t *testing.T) {
 			mechanism, err := topo.Partition(ctx, []topology.Link{{"n2", "n1"}})
 			require.NoError(t, err)
 			assert.Equal(t, container.MechanismNFTables, mechanism)
-			took := waitPeer(t, n1, "n2", false)
+			took := topologytest.WaitPeer(t, n1, "n2", false)
 			t.Logf("n1 reported n2 disconnected %s after the partition", took)
 			assert.GreaterOrEqual(t, took, 500*time.Millisecond, "dropped packets are silent, so only the 1s peer timeout ends the link")
-			waitPeer(t, n2, "n1", false)
-			requirePeers(t, n3, "n1", "n2")
-			requirePeers(t, n1, "n3")
+			topologytest.WaitPeer(t, n2, "n1", false)
+			topologytest.RequirePeers(t, n3, "n1", "n2")
+			topologytest.RequirePeers(t, n1, "n3")
 			for _, name := range []string{"n1", "n2"} {
 				st, err := container.SidecarStatus(ctx, topo, name)
 				require.NoError(t, err)
@@ -62,11 +63,11 @@ func TestMeshFaults(t *testing.T) {
 			allLinked(t)
 		}},
 		{"partition survives a restart", func(t *testing.T) {
-			startTime := metric(t, n2, "process_start_time_seconds")
+			startTime := topologytest.Metric(t, n2, "process_start_time_seconds")
 			mechanism, err := topo.Kill(ctx, "n2")
 			require.NoError(t, err)
 			assert.Equal(t, container.MechanismKill, mechanism)
-			_, _, err = get(n2.HTTPURL + "/healthz")
+			_, _, err = topologytest.Get(n2.HTTPURL + "/healthz")
 			require.Error(t, err, "a killed node answers nothing")
 			_, err = topo.Kill(ctx, "n2")
 			assert.ErrorContains(t, err, "kill n2: it is killed, not running")
@@ -80,17 +81,17 @@ func TestMeshFaults(t *testing.T) {
 			mechanism, err = topo.Restart(ctx, "n2")
 			require.NoError(t, err)
 			assert.Equal(t, container.MechanismRestart, mechanism)
-			requireHealthy(t, n2)
-			assert.Greater(t, metric(t, n2, "process_start_time_seconds"), startTime, "the restarted n2 is a new process")
+			topologytest.RequireHealthy(t, n2)
+			assert.Greater(t, topologytest.Metric(t, n2, "process_start_time_seconds"), startTime, "the restarted n2 is a new process")
 			_, err = topo.Restart(ctx, "n2")
 			assert.ErrorContains(t, err, "start n2: it is running")
 			assert.Equal(t, 2, countMarkers(t, n2.Log), "start markers in %s", n2.Log)
 			assert.Equal(t, 1, countMarkers(t, n1.Log), "start markers in %s", n1.Log)
 
-			waitPeer(t, n2, "n3", true)
+			topologytest.WaitPeer(t, n2, "n3", true)
 			time.Sleep(cfg.PeerTimeout + 500*time.Millisecond)
-			requirePeers(t, n2, "n3")
-			requirePeers(t, n1, "n3")
+			topologytest.RequirePeers(t, n2, "n3")
+			topologytest.RequirePeers(t, n1, "n3")
 			st, err := container.SidecarStatus(ctx, topo, "n2")
 			require.NoError(t, err)
 			assert.Equal(t, 2, st.NFTRules, "rules in the restarted n2")
@@ -102,17 +103,17 @@ func TestMeshFaults(t *testing.T) {
 			mechanism, err := topo.Degrade(ctx, []topology.Link{{"n2", "n3"}}, topology.LinkFault{Loss: 1})
 			require.NoError(t, err)
 			assert.Equal(t, container.MechanismNFTables, mechanism)
-			waitPeer(t, n2, "n3", false)
-			waitPeer(t, n3, "n2", false)
-			requirePeers(t, n1, "n2", "n3")
+			topologytest.WaitPeer(t, n2, "n3", false)
+			topologytest.WaitPeer(t, n3, "n2", false)
+			topologytest.RequirePeers(t, n1, "n2", "n3")
 
 			require.NoError(t, topo.HealNetwork(ctx))
 			requireNoFaults(t, topo, "n2", "n3")
 			allLinked(t)
 		}},
 		{"latency", func(t *testing.T) {
-			ps := newPubSub(t, n1, n3, "latency")
-			before := ps.measure(t)
+			ps := topologytest.NewPubSub(t, n1, n3, "latency")
+			before := ps.Measure(t)
 			mechanism, err := topo.Degrade(ctx, []topology.Link{{"n1", "n3"}}, topology.LinkFault{Latency: 150 * time.Millisecond, Jitter: 10 * time.Millisecond})
 			if err != nil {
 				// Kernels without netem, prio and NFQUEUE cannot delay one
@@ -138,9 +139,9 @@ func TestMeshFaults(t *testing.T) {
 
 			// A publish from n1 to n3 waits for n1's egress delay, and the
 			// link stays up, because 150ms is below the peer timeout.
-			during := ps.measure(t)
+			during := ps.Measure(t)
 			assert.GreaterOrEqual(t, during, 140*time.Millisecond, "publish from n1 to n3 with 150ms ± 10ms on the link")
-			requirePeers(t, n1, "n2", "n3")
+			topologytest.RequirePeers(t, n1, "n2", "n3")
 			st, err := container.SidecarStatus(ctx, topo, "n1")
 			require.NoError(t, err)
 			if st.NFQueue != nil {
@@ -149,20 +150,20 @@ func TestMeshFaults(t *testing.T) {
 
 			require.NoError(t, topo.HealNetwork(ctx))
 			requireNoFaults(t, topo, "n1", "n3")
-			after := ps.measure(t)
+			after := ps.Measure(t)
 			t.Logf("publish n1 to n3 with %s: %s before, %s with 150ms latency, %s after healing", mechanism, before, during, after)
 			assert.Less(t, after, 100*time.Millisecond, "publish from n1 to n3 after healing")
 		}},
 		{"reset connections", func(t *testing.T) {
 			reconnects := func() float64 {
-				return counter(t, n1, `wscluster_peer_reconnects_total{peer="n2"}`) +
-					counter(t, n2, `wscluster_peer_reconnects_total{peer="n1"}`)
+				return topologytest.Metric(t, n1, `wscluster_peer_reconnects_total{peer="n2"}`) +
+					topologytest.Metric(t, n2, `wscluster_peer_reconnects_total{peer="n1"}`)
 			}
 			before := reconnects()
 			mechanism, err := topo.ResetConnections(ctx, []topology.Link{{"n2", "n1"}})
 			require.NoError(t, err)
 			assert.Contains(t, []string{container.MechanismSockDestroy, container.MechanismNFTablesReset}, mechanism)
-			took := waitUntil(t, "n1 and n2 to link again after the reset", func() string {
+			took := topologytest.WaitUntil(t, "n1 and n2 to link again after the reset", func() string {
 				if reconnects() <= before {
 					return "no reconnect counted yet"
 				}
@@ -197,19 +198,19 @@ func TestMeshFaults(t *testing.T) {
 			mechanism, err := topo.Pause(ctx, "n3")
 			require.NoError(t, err)
 			assert.Equal(t, container.MechanismPause, mechanism)
-			_, _, err = get(n3.HTTPURL + "/healthz")
+			_, _, err = topologytest.Get(n3.HTTPURL + "/healthz")
 			require.Error(t, err, "a paused node answers nothing")
 			assert.ErrorContains(t, err, "Timeout")
 			_, err = topo.Pause(ctx, "n3")
 			assert.ErrorContains(t, err, "pause n3: it is paused")
 			_, err = topo.Restart(ctx, "n3")
 			assert.ErrorContains(t, err, "start n3: it is paused")
-			waitPeer(t, n1, "n3", false)
+			topologytest.WaitPeer(t, n1, "n3", false)
 
 			mechanism, err = topo.Resume(ctx, "n3")
 			require.NoError(t, err)
 			assert.Equal(t, container.MechanismResume, mechanism)
-			requireHealthy(t, n3)
+			topologytest.RequireHealthy(t, n3)
 			_, err = topo.Resume(ctx, "n3")
 			assert.ErrorContains(t, err, "resume n3: it is running")
 			allLinked(t)
@@ -252,7 +253,7 @@ func TestMeshFaults(t *testing.T) {
 	assert.Empty(t, containers, "containers left after Close")
 	assert.Empty(t, networks, "networks left after Close")
 	for _, n := range nodes {
-		_, _, err := get(n.HTTPURL + "/healthz")
+		_, _, err := topologytest.Get(n.HTTPURL + "/healthz")
 		require.Error(t, err, "%s after Close", n.ID)
 	}
 	require.NoError(t, topo.Close(ctx))
@@ -271,7 +272,7 @@ func TestDisconnectFallback(t *testing.T) {
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
 	for _, n := range nodes {
-		waitConnectedPeers(t, n, 2)
+		topologytest.WaitConnectedPeers(t, n, 2)
 	}
 	require.NoError(t, container.ForceDisconnect(topo))
 
@@ -282,18 +283,18 @@ func TestDisconnectFallback(t *testing.T) {
 	mechanism, err := topo.Partition(ctx, []topology.Link{{"n1", "n3"}, {"n2", "n3"}})
 	require.NoError(t, err)
 	assert.Equal(t, container.MechanismDisconnect, mechanism)
-	waitPeer(t, n1, "n3", false)
-	waitPeer(t, n2, "n3", false)
-	requirePeers(t, n1, "n2")
+	topologytest.WaitPeer(t, n1, "n3", false)
+	topologytest.WaitPeer(t, n2, "n3", false)
+	topologytest.RequirePeers(t, n1, "n2")
 
 	require.NoError(t, topo.HealNetwork(ctx))
-	waitUntil(t, "n3 to answer again after it was connected", func() string {
-		if _, _, err := get(n3.HTTPURL + "/healthz"); err != nil {
+	topologytest.WaitUntil(t, "n3 to answer again after it was connected", func() string {
+		if _, _, err := topologytest.Get(n3.HTTPURL + "/healthz"); err != nil {
 			return err.Error()
 		}
 		return ""
 	})
 	for _, n := range nodes {
-		waitConnectedPeers(t, n, 2)
+		topologytest.WaitConnectedPeers(t, n, 2)
 	}
 }

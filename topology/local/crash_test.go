@@ -14,13 +14,14 @@ import (
 
 	"github.com/wscluster/wscluster/topology"
 	"github.com/wscluster/wscluster/topology/local"
+	"github.com/wscluster/wscluster/topology/topologytest"
 )
 
 // crashChild runs in a child test process: it starts a two-node topology
 // in dir, pauses n1, prints the HTTP URL of both nodes and waits to be
 // killed. The binary path comes in argv[1].
 func crashChild(dir string) int {
-	topo, err := local.New(topology.Config{Engine: "none", Nodes: 2, Dir: dir, Binary: os.Args[1], StartTimeout: waitTimeout})
+	topo, err := local.New(topology.Config{Engine: "none", Nodes: 2, Dir: dir, Binary: os.Args[1], StartTimeout: topologytest.WaitTimeout})
 	if err == nil {
 		err = topo.Start(context.Background())
 	}
@@ -60,9 +61,9 @@ func TestSuiteCrashKillsNodes(t *testing.T) {
 		require.NoError(t, err, "the child suite printed no node URL")
 		urls = append(urls, strings.TrimSpace(line))
 	}
-	_, _, err = get(urls[0] + "/healthz")
+	_, _, err = topologytest.Get(urls[0] + "/healthz")
 	require.Error(t, err, "n1 of the child suite is paused")
-	code, _, err := get(urls[1] + "/healthz")
+	code, _, err := topologytest.Get(urls[1] + "/healthz")
 	require.NoError(t, err, "n2 of the child suite runs")
 	require.Equal(t, 200, code)
 
@@ -71,8 +72,8 @@ func TestSuiteCrashKillsNodes(t *testing.T) {
 	require.NoError(t, suite.Process.Signal(syscall.SIGKILL))
 	_ = suite.Wait()
 	for i, url := range urls {
-		waitUntil(t, fmt.Sprintf("n%d of the killed suite to be gone", i+1), func() string {
-			_, _, err := get(url + "/healthz")
+		topologytest.WaitUntil(t, fmt.Sprintf("n%d of the killed suite to be gone", i+1), func() string {
+			_, _, err := topologytest.Get(url + "/healthz")
 			switch {
 			case err == nil:
 				return "the node still answers"

@@ -2,7 +2,6 @@ package local_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wscluster/wscluster/client"
 	"github.com/wscluster/wscluster/topology"
 	"github.com/wscluster/wscluster/topology/local"
+	"github.com/wscluster/wscluster/topology/topologytest"
 )
 
 func TestNewRejectsInvalidConfig(t *testing.T) {
@@ -82,98 +81,17 @@ func TestStartFailureQuotesNodeLog(t *testing.T) {
 	assert.ErrorContains(t, err, "closed")
 }
 
-// pubSub is a publisher on one node and a subscriber on another.
-type pubSub struct {
-	from, to topology.Node
-	channel  string
-	pub, sub *client.Client
-	seq      int
-}
-
-// newPubSub connects a publisher to from and a subscriber to to, and
-// publishes until the first message arrives, because a subscription
-// reaches the other nodes asynchronously.
-func newPubSub(t *testing.T, from, to topology.Node, channel string) *pubSub {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	ps := &pubSub{from: from, to: to, channel: channel}
-	var err error
-	ps.sub, err = client.Dial(ctx, to.WSURL, client.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ps.sub.Close() })
-	require.NoError(t, ps.sub.Subscribe(ctx, channel))
-	ps.pub, err = client.Dial(ctx, from.WSURL, client.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ps.pub.Close() })
-
-	for {
-		_, err := ps.pub.Publish(ctx, channel, json.RawMessage(`"hello"`), 0)
-		require.NoError(t, err)
-		select {
-		case n, ok := <-ps.sub.Notifications():
-			require.True(t, ok, "the subscriber on %s lost its connection", to.ID)
-			require.NotNil(t, n.Message, "notification %s", n.Method)
-			assert.JSONEq(t, `"hello"`, string(n.Message.Data))
-			ps.drain()
-			return ps
-		case <-time.After(time.Second):
-		case <-ctx.Done():
-			t.Fatalf("no publish from %s reached the subscriber on %s within %s", from.ID, to.ID, waitTimeout)
-		}
-	}
-}
-
-// drain discards the notifications that are already queued.
-func (ps *pubSub) drain() {
-	for {
-		select {
-		case <-ps.sub.Notifications():
-		case <-time.After(100 * time.Millisecond):
-			return
-		}
-	}
-}
-
-// measure publishes one new message and returns the time until the
-// subscriber received it.
-func (ps *pubSub) measure(t *testing.T) time.Duration {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	ps.seq++
-	data, err := json.Marshal(map[string]any{"from": ps.from.ID, "seq": ps.seq})
-	require.NoError(t, err)
-	start := time.Now()
-	msgID, err := ps.pub.Publish(ctx, ps.channel, json.RawMessage(data), 0)
-	require.NoError(t, err)
-	for {
-		select {
-		case n, ok := <-ps.sub.Notifications():
-			require.True(t, ok, "the subscriber on %s lost its connection", ps.to.ID)
-			if n.Message == nil || n.Message.MsgID != msgID {
-				continue
-			}
-			assert.Equal(t, ps.channel, n.Message.Channel)
-			assert.JSONEq(t, string(data), string(n.Message.Data))
-			return time.Since(start)
-		case <-ctx.Done():
-			t.Fatalf("publish %s from %s did not reach the subscriber on %s within %s", msgID, ps.from.ID, ps.to.ID, waitTimeout)
-		}
-	}
-}
-
 // requireNodeDown checks that a GET of node n's /healthz fails.
 func requireNodeDown(t *testing.T, n topology.Node) {
 	t.Helper()
-	_, _, err := get(n.HTTPURL + "/healthz")
+	_, _, err := topologytest.Get(n.HTTPURL + "/healthz")
 	require.Error(t, err, "GET /healthz of %s", n.ID)
 }
 
 // requireReadyzCode checks the current /readyz status of node n.
 func requireReadyzCode(t *testing.T, n topology.Node, want int) {
 	t.Helper()
-	code, body, err := get(n.HTTPURL + "/readyz")
+	code, body, err := topologytest.Get(n.HTTPURL + "/readyz")
 	require.NoError(t, err)
 	require.Equal(t, want, code, "/readyz of %s: %s", n.ID, body)
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +15,11 @@ import (
 
 	"github.com/wscluster/wscluster/topology"
 	"github.com/wscluster/wscluster/topology/local"
+	"github.com/wscluster/wscluster/topology/topologytest"
 )
 
 // binary is the wscluster command that TestMain builds.
 var binary string
-
-// waitTimeout bounds every wait for the cluster to reach a state.
-const waitTimeout = 15 * time.Second
 
 // crashChildEnv names the environment variable that makes the test
 // binary run crashChild instead of the tests. Its value is the run folder.
@@ -79,7 +74,7 @@ func newConfig(t *testing.T, engine string, nodes int) topology.Config {
 		Binary:            binary,
 		HeartbeatInterval: 200 * time.Millisecond,
 		PeerTimeout:       time.Second,
-		StartTimeout:      waitTimeout,
+		StartTimeout:      topologytest.WaitTimeout,
 	}
 }
 
@@ -92,131 +87,11 @@ func startTopology(t *testing.T, cfg topology.Config) *local.Topology {
 	t.Cleanup(func() {
 		require.NoError(t, topo.Close(context.Background()))
 		if t.Failed() {
-			logTails(t, cfg.Dir)
+			topologytest.LogTails(t, cfg.Dir)
 		}
 	})
 	require.NoError(t, topo.Start(context.Background()))
 	return topo
-}
-
-// logTails logs the last lines of every log in dir/logs.
-func logTails(t *testing.T, dir string) {
-	paths, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
-	for _, path := range paths {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Logf("read %s: %v", path, err)
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-		t.Logf("last lines of %s:\n%s", filepath.Base(path), strings.Join(lines[max(0, len(lines)-30):], "\n"))
-	}
-}
-
-// status is the part of /cluster and /readyz that the tests read.
-type status struct {
-	Ready          bool `json:"ready"`
-	ConnectedPeers int  `json:"connected_peers"`
-}
-
-// httpClient times out quickly, so that a paused node shows as a timeout.
-var httpClient = &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
-
-// get returns the status code and body of a GET.
-func get(url string) (int, string, error) {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
-}
-
-// clusterStatus returns a node's /cluster document.
-func clusterStatus(n topology.Node) (status, error) {
-	code, body, err := get(n.HTTPURL + "/cluster")
-	if err != nil {
-		return status{}, err
-	}
-	if code != http.StatusOK {
-		return status{}, fmt.Errorf("GET /cluster of %s: status %d", n.ID, code)
-	}
-	var s status
-	err = json.Unmarshal([]byte(body), &s)
-	return s, err
-}
-
-// waitUntil polls cond until it returns "" and fails the test with the
-// last description of the difference when waitTimeout passes.
-func waitUntil(t *testing.T, what string, cond func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	last := ""
-	for time.Since(start) < waitTimeout {
-		if last = cond(); last == "" {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s: %s", waitTimeout, what, last)
-	return 0
-}
-
-// waitConnectedPeers waits until node n reports want connected peers.
-func waitConnectedPeers(t *testing.T, n topology.Node, want int) time.Duration {
-	t.Helper()
-	return waitUntil(t, fmt.Sprintf("%s to report %d connected peers", n.ID, want), func() string {
-		s, err := clusterStatus(n)
-		if err != nil {
-			return err.Error()
-		}
-		if s.ConnectedPeers != want {
-			return fmt.Sprintf("connected_peers is %d", s.ConnectedPeers)
-		}
-		return ""
-	})
-}
-
-// waitReadyz waits until node n's /readyz returns want.
-func waitReadyz(t *testing.T, n topology.Node, want int) time.Duration {
-	t.Helper()
-	return waitUntil(t, fmt.Sprintf("/readyz of %s to return %d", n.ID, want), func() string {
-		code, body, err := get(n.HTTPURL + "/readyz")
-		if err != nil {
-			return err.Error()
-		}
-		if code != want {
-			return fmt.Sprintf("status %d, body %s", code, body)
-		}
-		return ""
-	})
-}
-
-// requireHealthy checks that node n's /healthz returns 200.
-func requireHealthy(t *testing.T, n topology.Node) {
-	t.Helper()
-	code, _, err := get(n.HTTPURL + "/healthz")
-	require.NoError(t, err, "GET /healthz of %s", n.ID)
-	require.Equal(t, http.StatusOK, code, "GET /healthz of %s", n.ID)
-}
-
-// counter returns the value of one sample of a node's /metrics, such as
-// `wscluster_peer_reconnects_total{peer="n2"}`, and 0 when the sample is
-// missing, as a counter that never counted is.
-func counter(t *testing.T, n topology.Node, sample string) float64 {
-	t.Helper()
-	code, body, err := get(n.HTTPURL + "/metrics")
-	require.NoError(t, err, "GET /metrics of %s", n.ID)
-	require.Equal(t, http.StatusOK, code, "GET /metrics of %s", n.ID)
-	for line := range strings.Lines(body) {
-		if value, ok := strings.CutPrefix(strings.TrimSpace(line), sample+" "); ok {
-			v, err := strconv.ParseFloat(value, 64)
-			require.NoError(t, err, "sample %s of %s", sample, n.ID)
-			return v
-		}
-	}
-	return 0
 }
 
 // countMarkers returns how many start markers the log at path contains.

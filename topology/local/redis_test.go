@@ -12,6 +12,7 @@ import (
 
 	"github.com/wscluster/wscluster/topology"
 	"github.com/wscluster/wscluster/topology/local"
+	"github.com/wscluster/wscluster/topology/topologytest"
 )
 
 // TestRedisFaults runs a two-node Redis cluster through partitions from
@@ -29,27 +30,27 @@ func TestRedisFaults(t *testing.T) {
 	}{
 		{"ready and publish through Redis", func(t *testing.T) {
 			for _, n := range nodes {
-				waitReadyz(t, n, http.StatusOK)
+				topologytest.WaitReadyz(t, n, http.StatusOK)
 			}
-			ps := newPubSub(t, n1, n2, "news")
-			t.Logf("a publish from n1 reached n2 in %s", ps.measure(t))
+			ps := topologytest.NewPubSub(t, n1, n2, "news")
+			t.Logf("a publish from n1 reached n2 in %s", ps.Measure(t))
 		}},
 		{"partition from Redis", func(t *testing.T) {
 			mechanism, err := topo.Partition(ctx, []topology.Link{{topology.Redis, "n1"}})
 			require.NoError(t, err)
 			assert.Equal(t, "tcp-proxy", mechanism)
-			t.Logf("/readyz of n1 turned 503 %s after the partition", waitReadyz(t, n1, http.StatusServiceUnavailable))
+			t.Logf("/readyz of n1 turned 503 %s after the partition", topologytest.WaitReadyz(t, n1, http.StatusServiceUnavailable))
 			requireReadyzCode(t, n2, http.StatusOK)
 
 			require.NoError(t, topo.HealNetwork(ctx))
-			t.Logf("/readyz of n1 turned 200 %s after healing", waitReadyz(t, n1, http.StatusOK))
+			t.Logf("/readyz of n1 turned 200 %s after healing", topologytest.WaitReadyz(t, n1, http.StatusOK))
 		}},
 		{"kill and restart Redis", func(t *testing.T) {
 			mechanism, err := topo.Kill(ctx, topology.Redis)
 			require.NoError(t, err)
 			assert.Equal(t, "SIGKILL", mechanism)
 			for _, n := range nodes {
-				waitReadyz(t, n, http.StatusServiceUnavailable)
+				topologytest.WaitReadyz(t, n, http.StatusServiceUnavailable)
 			}
 			_, err = topo.Kill(ctx, topology.Redis)
 			assert.ErrorContains(t, err, "kill redis: it is killed, not running")
@@ -58,44 +59,44 @@ func TestRedisFaults(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "restart", mechanism)
 			for _, n := range nodes {
-				waitReadyz(t, n, http.StatusOK)
+				topologytest.WaitReadyz(t, n, http.StatusOK)
 			}
-			ps := newPubSub(t, n2, n1, "after-restart")
-			ps.measure(t)
+			ps := topologytest.NewPubSub(t, n2, n1, "after-restart")
+			ps.Measure(t)
 			assert.Equal(t, 2, countMarkers(t, filepath.Join(filepath.Dir(n1.Log), "redis.log")), "start markers in redis.log")
 		}},
 		{"pause and resume Redis", func(t *testing.T) {
 			mechanism, err := topo.Pause(ctx, topology.Redis)
 			require.NoError(t, err)
 			assert.Equal(t, "SIGSTOP", mechanism)
-			waitReadyz(t, n2, http.StatusServiceUnavailable)
+			topologytest.WaitReadyz(t, n2, http.StatusServiceUnavailable)
 
 			mechanism, err = topo.Resume(ctx, topology.Redis)
 			require.NoError(t, err)
 			assert.Equal(t, "SIGCONT", mechanism)
-			waitReadyz(t, n2, http.StatusOK)
+			topologytest.WaitReadyz(t, n2, http.StatusOK)
 		}},
 		{"degrade and reset the Redis link", func(t *testing.T) {
 			// The node's Redis subscription must echo its own heartbeat
 			// within two heartbeat intervals (400ms here), so the latency
 			// stays well below 200ms each way.
-			ps := newPubSub(t, n2, n1, "slow")
+			ps := topologytest.NewPubSub(t, n2, n1, "slow")
 			mechanism, err := topo.Degrade(ctx, []topology.Link{{"n1", topology.Redis}}, topology.LinkFault{Latency: 100 * time.Millisecond})
 			require.NoError(t, err)
 			assert.Equal(t, "tcp-proxy", mechanism)
-			assert.GreaterOrEqual(t, ps.measure(t), 100*time.Millisecond, "publish from n2 to n1 with 100ms between n1 and Redis")
+			assert.GreaterOrEqual(t, ps.Measure(t), 100*time.Millisecond, "publish from n2 to n1 with 100ms between n1 and Redis")
 			require.NoError(t, topo.HealNetwork(ctx))
 
-			before := counter(t, n1, "wscluster_redis_reconnects_total")
+			before := topologytest.Metric(t, n1, "wscluster_redis_reconnects_total")
 			_, err = topo.ResetConnections(ctx, []topology.Link{{"n1", topology.Redis}})
 			require.NoError(t, err)
-			waitUntil(t, "n1 to reconnect to Redis", func() string {
-				if counter(t, n1, "wscluster_redis_reconnects_total") <= before {
+			topologytest.WaitUntil(t, "n1 to reconnect to Redis", func() string {
+				if topologytest.Metric(t, n1, "wscluster_redis_reconnects_total") <= before {
 					return "no reconnect counted yet"
 				}
 				return ""
 			})
-			waitReadyz(t, n1, http.StatusOK)
+			topologytest.WaitReadyz(t, n1, http.StatusOK)
 		}},
 		{"links between nodes do not exist", func(t *testing.T) {
 			_, err := topo.Partition(ctx, []topology.Link{{"n1", "n2"}})
