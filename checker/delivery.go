@@ -105,11 +105,13 @@ type pubsubIndex struct {
 	sameData int
 }
 
-// pubsubIndexPublishes pairs each publish invoke with the next completion
-// of the same process, because a publisher has one publish in flight.
+// pubsubIndexPublishes pairs each publish invoke with its completion: the
+// completion of the same process that carries the same data, because a
+// pipelining publisher has several publishes in flight, or else the
+// process's oldest publish in flight.
 func pubsubIndexPublishes(ops []history.Op) pubsubIndex {
 	idx := pubsubIndex{byData: map[string]int{}, byMsgID: map[string]int{}}
-	inFlight := map[int]int{} // process -> index in idx.pubs
+	inFlight := map[int][]pendingOp{} // process -> publishes in flight
 	var buf bytes.Buffer
 	for i := range ops {
 		op := &ops[i]
@@ -118,14 +120,16 @@ func pubsubIndexPublishes(ops []history.Op) pubsubIndex {
 		}
 		switch op.Type {
 		case history.Invoke:
-			inFlight[op.Process] = len(idx.pubs)
+			inFlight[op.Process] = append(inFlight[op.Process], newPendingOp(len(idx.pubs), op))
 			idx.add(op, &buf)
 		case history.Ok, history.Fail, history.Info:
-			j, ok := inFlight[op.Process]
-			if !ok {
+			pending := inFlight[op.Process]
+			if len(pending) == 0 {
 				continue
 			}
-			delete(inFlight, op.Process)
+			pos := matchPending(pending, op)
+			j := pending[pos].call
+			inFlight[op.Process] = slices.Delete(pending, pos, pos+1)
 			p := &idx.pubs[j]
 			p.complete, p.status, p.code = op.Index, op.Type, op.Code
 			if op.Type == history.Ok && op.MsgID != "" {

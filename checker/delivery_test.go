@@ -586,3 +586,59 @@ func BenchmarkPubsubCheckers(b *testing.B) {
 		})
 	}
 }
+
+// pipelinedPublishes records three publishes of process 0 that are all in
+// flight at once and complete in the order 3, 1, 2, each completion
+// repeating its invoke's channel and data, as the pipelining workload
+// records them. Every subscriber receives each one with the msg_id given by
+// deliver. A fourth publish, on another channel that nobody subscribed,
+// carries the same data as seq 1 and completes first.
+func pipelinedPublishes(deliver func(seq int64) string) *pubsubHistory {
+	h := pubsubScenario(0, nil)
+	datas := map[int64]json.RawMessage{}
+	for seq := int64(1); seq <= 3; seq++ {
+		h.tick(1)
+		invoke := h.op(history.Invoke, history.FPublish, 0, 1, "n1")
+		invoke.Channel, invoke.Value = pubsubChannel, pubsubData(0, 1, seq)
+		datas[seq] = invoke.Value
+		h.add(invoke)
+	}
+	other := h.op(history.Invoke, history.FPublish, 0, 1, "n1")
+	other.Channel, other.Value = "other", datas[1]
+	h.add(other)
+	h.tick(1)
+	other.Type, other.MsgID = history.Ok, "m-other"
+	h.add(other)
+	for _, seq := range []int64{3, 1, 2} {
+		h.tick(1)
+		done := h.op(history.Ok, history.FPublish, 0, 1, "n1")
+		done.Channel, done.Value, done.MsgID = pubsubChannel, datas[seq], pubsubMsgID(0, 1, seq)
+		h.add(done)
+	}
+	for seq := int64(1); seq <= 3; seq++ {
+		for sub, node := range pubsubNodes {
+			h.message(10+sub, 1, node, pubsubChannel, deliver(seq), datas[seq], false)
+		}
+	}
+	h.finish()
+	return h
+}
+
+func TestDeliveryPipelinedPublishesPairByData(t *testing.T) {
+	h := pipelinedPublishes(func(seq int64) string { return pubsubMsgID(0, 1, seq) })
+	res := checkDelivery(t, h, "mesh")
+	pubsubExpect(t, res, Valid, map[string]int{"expected": 9, "delivered": 9, "msg-id-mismatch": 0, "publishes-ok": 4})
+}
+
+func TestDeliveryPipelinedPublishMsgIDMismatch(t *testing.T) {
+	// The message of seq 2 carries the msg_id that the publish of seq 1
+	// got.
+	h := pipelinedPublishes(func(seq int64) string {
+		if seq == 2 {
+			return pubsubMsgID(0, 1, 1)
+		}
+		return pubsubMsgID(0, 1, seq)
+	})
+	res := checkDelivery(t, h, "mesh")
+	pubsubExpectAnomaly(t, res, "msg-id-mismatch", 3, pubsubMsgID(0, 1, 1))
+}

@@ -82,13 +82,14 @@ func presenceIndexHistory(ops []history.Op) *presenceIndex {
 		idx.end = max(idx.end, op.Time)
 	}
 
-	// Pair by process and F, first in first out, so that a process with
-	// operations of different kinds in flight still pairs correctly.
+	// Pair by process and F, so that a process with operations of
+	// different kinds in flight still pairs correctly, and within those by
+	// value (see matchPending).
 	type pendingKey struct {
 		process int
 		f       string
 	}
-	pending := map[pendingKey][]int{}
+	pending := map[pendingKey][]pendingOp{}
 	for i := range ops {
 		op := &ops[i]
 		if op.Process < 0 {
@@ -98,13 +99,14 @@ func presenceIndexHistory(ops []history.Op) *presenceIndex {
 		switch op.Type {
 		case history.Invoke:
 			k := pendingKey{op.Process, op.F}
-			pending[k] = append(pending[k], len(idx.calls))
+			pending[k] = append(pending[k], newPendingOp(len(idx.calls), op))
 			idx.calls = append(idx.calls, presenceNewCall(op))
 		case history.Ok, history.Fail, history.Info:
 			k := pendingKey{op.Process, op.F}
 			if q := pending[k]; len(q) > 0 {
-				idx.complete(&idx.calls[q[0]], op)
-				pending[k] = q[1:]
+				pos := matchPending(q, op)
+				idx.complete(&idx.calls[q[pos].call], op)
+				pending[k] = slices.Delete(q, pos, pos+1)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/gorilla/websocket"
 )
@@ -69,27 +70,43 @@ func (c *Client) callRecording(ctx context.Context, method string, params, resul
 // reconnect uses it to stay on the connection it restores. onSuccess, if
 // set, runs in the reader goroutine when a result arrives.
 func (c *Client) callOn(ctx context.Context, s *session, method string, params, result any, onSuccess func()) error {
+	id, pending, err := c.send(s, method, params, onSuccess)
+	if err != nil {
+		return err
+	}
+	return c.await(ctx, s, id, pending, method, result)
+}
+
+// send writes a request on s and returns the call that its response
+// completes. Every call that send returns must be passed to await once.
+func (c *Client) send(s *session, method string, params any, onSuccess func()) (uint64, *call, error) {
 	id := c.nextID.Add(1)
 	data, err := json.Marshal(request{JSONRPC: "2.0", ID: &id, Method: method, Params: params})
 	if err != nil {
-		return fmt.Errorf("encode %s request: %w", method, err)
+		return 0, nil, fmt.Errorf("encode %s request: %w", method, err)
 	}
 
 	// The reader must know that a response is awaited before the request
 	// leaves, or it could hold back the frames that contain the response.
 	c.inflight.Add(1)
-	defer c.inflight.Add(-1)
 	signal(c.requestStarted)
 
 	pending, err := s.register(id, onSuccess)
 	if err != nil {
-		return err
+		c.inflight.Add(-1)
+		return 0, nil, err
 	}
 	if err := s.write(websocket.TextMessage, data); err != nil {
 		s.unregister(id)
-		return fmt.Errorf("send %s request: %w", method, err)
+		c.inflight.Add(-1)
+		return 0, nil, fmt.Errorf("send %s request: %w", method, err)
 	}
+	return id, pending, nil
+}
 
+// await waits for the response of a call that send returned.
+func (c *Client) await(ctx context.Context, s *session, id uint64, pending *call, method string, result any) error {
+	defer c.inflight.Add(-1)
 	select {
 	case <-pending.done:
 	case <-ctx.Done():
@@ -190,6 +207,48 @@ func (c *Client) Publish(ctx context.Context, channel string, data any, qos int)
 		return "", err
 	}
 
+	return result.MsgID, nil
+}
+
+// PendingPublish is a publish that PublishAsync sent, whose result Wait
+// reads.
+type PendingPublish struct {
+	client  *Client
+	session *session
+	id      uint64
+	call    *call
+	waited  atomic.Bool
+}
+
+// PublishAsync sends a publish like Publish but returns once the request is
+// written, without waiting for the result. The publishes of one goroutine
+// leave in the order of the calls, and the server keeps that order for the
+// connection's messages. Call Wait once on every PendingPublish: until then
+// the client keeps reading frames for the result.
+func (c *Client) PublishAsync(channel string, data any, qos int) (*PendingPublish, error) {
+	s, err := c.session()
+	if err != nil {
+		return nil, err
+	}
+	params := publishParams{Channel: channel, Data: data, QoS: qos}
+	id, pending, err := c.send(s, "publish", params, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &PendingPublish{client: c, session: s, id: id, call: pending}, nil
+}
+
+// Wait waits for the publish's result and returns its message id. It
+// returns ctx's error when ctx ends first, and an error wrapping
+// ErrDisconnected when the connection drops first.
+func (p *PendingPublish) Wait(ctx context.Context) (string, error) {
+	if p.waited.Swap(true) {
+		return "", ErrWaitedTwice
+	}
+	var result publishResult
+	if err := p.client.await(ctx, p.session, p.id, p.call, "publish", &result); err != nil {
+		return "", err
+	}
 	return result.MsgID, nil
 }
 

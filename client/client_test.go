@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -619,5 +620,37 @@ func TestCloseFailsInFlightRequest(t *testing.T) {
 		assert.ErrorIs(t, err, client.ErrClosed)
 	case <-time.After(waitTimeout):
 		require.FailNow(t, "request still waits after Close", "waited %s", waitTimeout)
+	}
+}
+
+// Publishes sent without waiting keep their order, each result matches its
+// message, and a result is read once.
+func TestPublishAsyncKeepsOrder(t *testing.T) {
+	node := startNode(t, "n1")
+	subscriber := dial(t, node.url, client.Options{})
+	publisher := dial(t, node.url, client.Options{})
+	ctx := testContext(t)
+	require.NoError(t, subscriber.Subscribe(ctx, "pipelined"))
+
+	const count = 200
+	pending := make([]*client.PendingPublish, count)
+	for i := range pending {
+		p, err := publisher.PublishAsync("pipelined", i, i%2)
+		require.NoError(t, err)
+		pending[i] = p
+	}
+	msgIDs := make([]string, count)
+	for i, p := range pending {
+		msgID, err := p.Wait(ctx)
+		require.NoError(t, err, "publish %d", i)
+		msgIDs[i] = msgID
+	}
+	_, err := pending[0].Wait(ctx)
+	require.ErrorIs(t, err, client.ErrWaitedTwice)
+
+	for i := range count {
+		n := nextNotification(t, subscriber, client.MethodMessage)
+		require.JSONEq(t, strconv.Itoa(i), string(n.Message.Data), "message %d out of order", i)
+		require.Equal(t, msgIDs[i], n.Message.MsgID, "message %d", i)
 	}
 }

@@ -22,6 +22,10 @@ var (
 	// Reconnect off. The wrapped chain also holds the read or write error,
 	// for example a *websocket.CloseError.
 	ErrDisconnected = errors.New("client: disconnected")
+
+	// ErrWaitedTwice is returned by a second [PendingPublish.Wait] on the
+	// same publish.
+	ErrWaitedTwice = errors.New("client: the result of this publish was already read")
 )
 
 // JSON-RPC error codes that a wscluster node returns. The negative codes are

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wscluster/wscluster/workloads"
 )
 
 // ErrConfig is returned, wrapped, for a Config that cannot run. The message
@@ -67,6 +69,9 @@ type Config struct {
 	ConcurrentFaults int
 	// Rate is each publisher's publishes per second. Default 40.
 	Rate float64
+	// PublishWindow is how many publishes of one publisher may wait for
+	// their results at once; above 1, publishers pipeline. Default 1.
+	PublishWindow int
 	// Command is the command line, recorded in the report so a person can
 	// rerun it.
 	Command string
@@ -117,6 +122,9 @@ func (c Config) WithDefaults() Config {
 	if c.Rate == 0 {
 		c.Rate = 40
 	}
+	if c.PublishWindow == 0 {
+		c.PublishWindow = 1
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -152,6 +160,7 @@ func (c Config) Validate() error {
 		{c.Ordering == "" || c.Ordering == "total", "ordering", c.Ordering, `"" or total`},
 		{c.Ordering == "" || c.Engine == "redis", "ordering", c.Ordering, "total only with --engine redis"},
 		{c.Rate > 0 && c.Rate <= 10000, "rate", c.Rate, "between 0 and 10000 publishes per second"},
+		{c.PublishWindow >= 1 && c.PublishWindow <= workloads.MaxPublishWindow, "publish-window", c.PublishWindow, fmt.Sprintf("1 to %d", workloads.MaxPublishWindow)},
 		{c.FaultDuration >= time.Second, "fault-duration", c.FaultDuration, "at least 1s"},
 		{c.Topology == "container" || !hasFault(c.Nemesis, "loss"), "nemesis", c.Nemesis, "loss only with --topology container, because the local proxies cannot drop packets"},
 		{c.ConcurrentFaults >= 1 && c.ConcurrentFaults <= 4, "concurrent-faults", c.ConcurrentFaults, "1 to 4"},

@@ -205,7 +205,7 @@ func (r *run) startWorkload(ctx context.Context, log *slog.Logger) error {
 	wl, err := workloads.New(r.cfg.Workload, workloads.Config{
 		Nodes: r.topo.Nodes(), Recorder: r.rec, Seed: r.cfg.Seed,
 		Logger: log.With("component", "workload"), PublishRate: r.cfg.Rate,
-		PingInterval: r.cfg.PingInterval,
+		PublishWindow: r.cfg.PublishWindow, PingInterval: r.cfg.PingInterval,
 	})
 	if err != nil {
 		return err

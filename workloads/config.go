@@ -57,6 +57,12 @@ type Config struct {
 
 	// PublishRate is the publishes per second of each publisher. Default 40.
 	PublishRate float64
+	// PublishWindow is how many publishes of one publisher may wait for
+	// their results at once. With more than 1, a publisher sends the next
+	// publish without waiting, as a pipelining client does, so the checks
+	// cover a node that sequences many publishes of a connection together.
+	// Default 1.
+	PublishWindow int
 	// PayloadBytes is the approximate size of each publish's data, which the
 	// pad of history.Payload fills up. Default 100.
 	PayloadBytes int
@@ -89,11 +95,17 @@ const (
 	DefaultSubscribersPerNode     = 2
 	DefaultPresenceWorkersPerNode = 3
 	DefaultPublishRate            = 40.0
+	DefaultPublishWindow          = 1
 	DefaultPayloadBytes           = 100
 	DefaultQoS1Fraction           = 0.5
 	DefaultObserveInterval        = 250 * time.Millisecond
 	DefaultPingInterval           = 10 * time.Second
 )
+
+// MaxPublishWindow bounds Config.PublishWindow. A node takes up to 64
+// publishes of a connection at once; a larger window only makes the
+// client queue more.
+const MaxPublishWindow = 256
 
 // withDefaults returns c with zero values replaced by their defaults.
 func (c Config) withDefaults() Config {
@@ -107,6 +119,7 @@ func (c Config) withDefaults() Config {
 	c.SubscribersPerNode = orDefault(c.SubscribersPerNode, DefaultSubscribersPerNode)
 	c.PresenceWorkersPerNode = orDefault(c.PresenceWorkersPerNode, DefaultPresenceWorkersPerNode)
 	c.PublishRate = orDefault(c.PublishRate, DefaultPublishRate)
+	c.PublishWindow = orDefault(c.PublishWindow, DefaultPublishWindow)
 	c.PayloadBytes = orDefault(c.PayloadBytes, DefaultPayloadBytes)
 	c.QoS1Fraction = orDefault(c.QoS1Fraction, DefaultQoS1Fraction)
 	c.ObserveInterval = orDefault(c.ObserveInterval, DefaultObserveInterval)
@@ -152,6 +165,7 @@ func (c Config) validate() error {
 		{"SubscribersPerNode", c.SubscribersPerNode, c.SubscribersPerNode < 0, positive},
 		{"PresenceWorkersPerNode", c.PresenceWorkersPerNode, c.PresenceWorkersPerNode < 0, positive},
 		{"PublishRate", c.PublishRate, c.PublishRate < 0, positive},
+		{"PublishWindow", c.PublishWindow, c.PublishWindow < 0 || c.PublishWindow > MaxPublishWindow, fmt.Sprintf("use 1 to %d, or zero for the default", MaxPublishWindow)},
 		{"PayloadBytes", c.PayloadBytes, c.PayloadBytes < 0, positive},
 		{"QoS1Fraction", c.QoS1Fraction, c.QoS1Fraction > 1, "use a share of at most 1, or a negative value for no QoS 1"},
 		{"ObserveInterval", c.ObserveInterval, c.ObserveInterval < 0, positive},

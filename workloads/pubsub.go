@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wscluster/wscluster/client"
@@ -33,6 +34,12 @@ type publisher struct {
 	// seq is the last sequence number per channel of epoch seqEpoch.
 	seq      map[string]int64
 	seqEpoch int
+
+	// window holds a token for each publish that waits for its result,
+	// and inFlight counts the goroutines that wait, when PublishWindow is
+	// above 1.
+	window   chan struct{}
+	inFlight sync.WaitGroup
 }
 
 // newPubSub creates the workers, with process ids from base in node order:
@@ -47,7 +54,8 @@ func newPubSub(e *env, base int) *pubsubPart {
 	for node := range e.cfg.Nodes {
 		for range e.cfg.PublishersPerNode {
 			w := e.newWorker(process, "publisher", node)
-			p.publishers = append(p.publishers, &publisher{worker: w, channels: p.channels, seq: map[string]int64{}})
+			p.publishers = append(p.publishers, &publisher{worker: w, channels: p.channels, seq: map[string]int64{},
+				window: make(chan struct{}, e.cfg.PublishWindow)})
 			process++
 		}
 		for range e.cfg.SubscribersPerNode {
@@ -143,6 +151,7 @@ func (p *publisher) run(ctx context.Context) {
 	interval := max(time.Duration(float64(time.Second)/p.env.cfg.PublishRate), time.Microsecond)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	defer p.inFlight.Wait()
 
 	for p.ensure(ctx) {
 		select {
@@ -156,9 +165,48 @@ func (p *publisher) run(ctx context.Context) {
 			if p.choices.Float64() < p.env.cfg.QoS1Fraction {
 				qos = 1
 			}
-			p.publish(channel, qos)
+			if p.env.cfg.PublishWindow > 1 {
+				p.publishPipelined(ctx, channel, qos)
+			} else {
+				p.publish(channel, qos)
+			}
 		}
 	}
+}
+
+// publishPipelined sends one publish of the next payload on channel and
+// returns without its result, which a goroutine waits for and records. It
+// first waits while PublishWindow publishes wait for their results.
+func (p *publisher) publishPipelined(ctx context.Context, channel string, qos int) {
+	select {
+	case p.window <- struct{}{}:
+	case <-ctx.Done():
+		return
+	case <-p.conn.lost():
+		return
+	}
+
+	cn := p.conn
+	op := history.Op{Type: history.Invoke, F: history.FPublish, Channel: channel, QoS: qos, Value: p.payload(channel),
+		Process: p.process, Node: p.nodeID(), Epoch: p.epoch}
+	if !cn.recordInvoke(op) {
+		// The connection ended first, so nothing was sent.
+		<-p.window
+		return
+	}
+	pending, sendErr := cn.client.PublishAsync(channel, op.Value, qos)
+	p.inFlight.Add(1)
+	go func() {
+		defer p.inFlight.Done()
+		defer func() { <-p.window }()
+		done, err := op, sendErr
+		if err == nil {
+			waitCtx, cancel := context.WithTimeout(p.env.life, p.env.cfg.OpTimeout)
+			done.MsgID, err = pending.Wait(waitCtx)
+			cancel()
+		}
+		p.complete(cn, done, err)
+	}()
 }
 
 // publish records one publish of the next payload on channel.

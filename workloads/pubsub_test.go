@@ -1,6 +1,7 @@
 package workloads
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -88,4 +89,48 @@ func TestPubSubSequencePerChannel(t *testing.T) {
 		last[op.Channel] = p.Seq
 	}
 	assert.Greater(t, len(last), 1, "publishes spread over channels")
+}
+
+// With a publish window above 1, a publisher has several publishes in
+// flight, each completion repeats its invoke's channel and data, and every
+// subscriber still receives each channel's sequence in order.
+func TestPubSubPipelinedPublishes(t *testing.T) {
+	nodes := startMesh(t, 1)
+	rec := history.NewRecorder(nil)
+	w, err := New("pubsub", Config{Nodes: topologyNodes(nodes), Recorder: rec, Seed: 5, PublishersPerNode: 1,
+		SubscribersPerNode: 1, PublishRate: 2000, PublishWindow: 8})
+	require.NoError(t, err)
+	runPhases(t, w, time.Second, 500*time.Millisecond)
+	ops := rec.Ops()
+
+	// Process 0 publishes and process 1 subscribes.
+	type key struct{ channel, data string }
+	open := map[key]bool{}
+	maxOpen := 0
+	for _, op := range selectOps(ops, func(op history.Op) bool { return op.F == history.FPublish }) {
+		k := key{op.Channel, string(op.Value)}
+		if op.Type == history.Invoke {
+			require.False(t, open[k], "publish of %s on %s invoked twice", op.Value, op.Channel)
+			open[k] = true
+			maxOpen = max(maxOpen, len(open))
+			continue
+		}
+		require.True(t, open[k], "completion at index %d repeats no open invoke's channel and data", op.Index)
+		assert.Equal(t, history.Ok, op.Type, "publish completion at index %d", op.Index)
+		delete(open, k)
+	}
+	assert.Empty(t, open, "publishes without a completion")
+	assert.Greater(t, maxOpen, 1, "no two publishes were ever in flight at once")
+
+	last := map[string]int64{}
+	for _, op := range selectOps(ops, is(history.Event, history.FMessage)) {
+		if op.Redelivered {
+			continue
+		}
+		var p history.Payload
+		require.NoError(t, json.Unmarshal(op.Value, &p))
+		assert.Greater(t, p.Seq, last[op.Channel], "message at index %d out of order on %s", op.Index, op.Channel)
+		last[op.Channel] = p.Seq
+	}
+	assert.NotEmpty(t, last, "the subscriber received nothing")
 }

@@ -273,8 +273,14 @@ func (w *worker) call(op history.Op, fn func(ctx context.Context, c *client.Clie
 	ctx, cancel := context.WithTimeout(w.env.life, w.env.cfg.OpTimeout)
 	err := fn(ctx, w.conn.client, &done)
 	cancel()
-	w.env.completed.Add(1)
+	return w.complete(w.conn, done, err)
+}
 
+// complete records the completion of an operation on cn from its error: ok,
+// fail (with the JSON-RPC code) or info, in which case cn is abandoned. It
+// is safe to call from any goroutine.
+func (w *worker) complete(cn *conn, done history.Op, err error) outcome {
+	w.env.completed.Add(1)
 	var rpcErr *client.RPCError
 	switch {
 	case err == nil:
@@ -284,13 +290,13 @@ func (w *worker) call(op history.Op, fn func(ctx context.Context, c *client.Clie
 	case errors.As(err, &rpcErr):
 		done.Type, done.Code, done.Error = history.Fail, rpcErr.Code, rpcErr.Message
 		w.env.rec.Record(done)
-		w.log.Warn("operation failed", "f", op.F, "channel", op.Channel, "node", op.Node, "code", rpcErr.Code, "error", rpcErr.Message)
+		w.log.Warn("operation failed", "f", done.F, "channel", done.Channel, "node", done.Node, "code", rpcErr.Code, "error", rpcErr.Message)
 		return outcomeFail
 	default:
 		done.Type, done.Error = history.Info, err.Error()
 		w.env.rec.Record(done)
-		w.log.Warn("operation outcome unknown, abandoning the connection", "f", op.F, "channel", op.Channel, "node", op.Node, "epoch", op.Epoch, "error", err)
-		w.abandon(err)
+		w.log.Warn("operation outcome unknown, abandoning the connection", "f", done.F, "channel", done.Channel, "node", done.Node, "epoch", done.Epoch, "error", err)
+		w.abandon(cn, err)
 		return outcomeInfo
 	}
 }
@@ -298,16 +304,16 @@ func (w *worker) call(op history.Op, fn func(ctx context.Context, c *client.Clie
 // abandon ends the current connection after an info. A connection that
 // dropped gets its FDisconnect from the drain goroutine. One that is still
 // open, for example after a timeout on a paused node, is closed with FDrop.
-func (w *worker) abandon(err error) {
+func (w *worker) abandon(cn *conn, err error) {
 	if w.env.life.Err() != nil {
 		// Close is running: it shuts every connection down itself.
 		return
 	}
 	if errors.Is(err, client.ErrDisconnected) {
-		<-w.conn.lost()
+		<-cn.lost()
 		return
 	}
-	w.conn.drop()
+	cn.drop()
 }
 
 // worst returns the worse of two outcomes.

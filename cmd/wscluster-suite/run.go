@@ -37,6 +37,7 @@ func runFlags(fs *flag.FlagSet, cfg *suite.Config) *int64 {
 	fs.DurationVar(&cfg.FaultDuration, "fault-duration", 6*time.Second, "how long each fault lasts")
 	fs.IntVar(&cfg.ConcurrentFaults, "concurrent-faults", 2, "most faults of different kinds active at once")
 	fs.Float64Var(&cfg.Rate, "rate", 40, "publishes per second of each publisher")
+	fs.IntVar(&cfg.PublishWindow, "publish-window", 1, "publishes of one publisher that may wait for their results at once; above 1, publishers pipeline")
 	return seed
 }
 
@@ -86,7 +87,7 @@ func runCommand(args []string) int {
 // with the default instead.
 var positiveFlags = []string{
 	"nodes", "duration", "recovery", "heartbeat-interval", "peer-timeout", "ping-interval",
-	"nemesis-interval", "fault-duration", "concurrent-faults", "rate",
+	"nemesis-interval", "fault-duration", "concurrent-faults", "rate", "publish-window",
 }
 
 func checkExplicitZeros(fs *flag.FlagSet) error {
