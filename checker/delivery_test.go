@@ -591,7 +591,7 @@ func BenchmarkPubsubCheckers(b *testing.B) {
 // flight at once and complete in the order 3, 1, 2, each completion
 // repeating its invoke's channel and data, as the pipelining workload
 // records them. Every subscriber receives each one with the msg_id given by
-// deliver. A fourth publish, on another channel that nobody subscribed,
+// deliver. A fourth publish, on another channel with no subscriber,
 // carries the same data as seq 1 and completes first.
 func pipelinedPublishes(deliver func(seq int64) string) *pubsubHistory {
 	h := pubsubScenario(0, nil)
