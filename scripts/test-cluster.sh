@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the scenario matrix of the suite on the local topology: every engine
-# with no fault, partitions, kills and pauses, then every engine with all
-# three faults while publishers pipeline 16 publishes at 200 per second. It
-# fails when any run is invalid, unknown or could not be carried out, and
-# lists each run's report.
+# with no fault, partitions, kills and pauses, then every engine with
+# partitions while publishers pipeline 16 publishes at 200 per second.
+# Partitions leave the clients connected, so every subscriber must receive
+# every publish. It fails when any run is invalid, unknown or could not be
+# carried out, and lists each run's report.
 #
 # Environment:
 #   DURATION   length of each scenario's main phase (default 20s)
@@ -52,7 +53,7 @@ for engine in $ENGINES; do
 done
 if [ "$PIPELINED" = 1 ]; then
 	for engine in $ENGINES; do
-		run_scenario "$engine" partition,kill,pause "pipelined, all faults" --publish-window 16 --rate 200
+		run_scenario "$engine" partition "pipelined, partition" --publish-window 16 --rate 200
 	done
 fi
 
