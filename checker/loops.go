@@ -21,7 +21,7 @@ const (
 // different moments, so the sums mix counters of different instants. For
 // example, a receiver's last scrape can count publishes that its sender
 // replayed after its own last scrape, just before it died. Also, a Redis
-// PUBLISH whose reply timed out gets 1005 but may still cross, as
+// PUBLISH whose reply timed out gets 1007 and may still cross, as
 // docs/cluster.md notes. The relative part covers busy runs and the
 // constant part covers small ones.
 const (

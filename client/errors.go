@@ -42,6 +42,7 @@ const (
 	CodeAlreadyJoined        = 1004 // already joined this channel as another member
 	CodeBackplaneUnavailable = 1005 // the publish was not taken, nothing was delivered
 	CodeNotAuthorized        = 1006
+	CodePublishUnconfirmed   = 1007 // the backplane did not confirm the publish in time; it may be delivered
 )
 
 // RPCError is a JSON-RPC error object returned by the server. Use errors.As

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -143,23 +144,36 @@ func (q *ackQueue) run() {
 
 // settle waits for one publish's acknowledgement and reports it. A publish
 // the medium did not take is retracted from the replay buffer, so no later
-// replay delivers a message whose publisher got an error.
+// replay delivers a message whose publisher got an error. One the medium
+// did not confirm stays in the buffer: it may have reached some nodes, and
+// the replay after the next link brings it to the others.
 func (q *ackQueue) settle(item completion) {
-	ctx := item.ctx
 	if item.unsent {
-		// The wait then ends at once, with an error, and the transport
-		// drops its record of the envelope.
-		cancelled, cancel := context.WithCancel(ctx)
+		// The wait then ends at once, and the transport drops its record
+		// of the envelope.
+		cancelled, cancel := context.WithCancel(item.ctx)
 		cancel()
-		ctx = cancelled
-	}
-	if err := q.ack.Acknowledged(ctx, item.env); err != nil {
-		seq := item.env.Seq
-		q.c.submit(func(time.Time) { q.c.node.Retract(seq) })
-		item.done(fmt.Errorf("%w: %w", backplane.ErrUnavailable, err))
+		_ = q.ack.Acknowledged(cancelled, item.env)
+		q.retract(item.env)
+		item.done(fmt.Errorf("%w: the transport refused the message", backplane.ErrUnavailable))
 		return
 	}
-	item.done(nil)
+	err := q.ack.Acknowledged(item.ctx, item.env)
+	switch {
+	case err == nil:
+		item.done(nil)
+	case errors.Is(err, backplane.ErrUnconfirmed):
+		item.done(err)
+	default:
+		q.retract(item.env)
+		item.done(fmt.Errorf("%w: %w", backplane.ErrUnavailable, err))
+	}
+}
+
+// retract takes env out of the replay buffer, on the loop.
+func (q *ackQueue) retract(env *wire.Envelope) {
+	seq := env.Seq
+	q.c.submit(func(time.Time) { q.c.node.Retract(seq) })
 }
 
 // close stops run once the queue is empty and waits for it. Call it after

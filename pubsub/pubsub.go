@@ -297,12 +297,7 @@ func (p *PubSub) publish(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 		return
 	}
 	answer := func(msgID string, err error) {
-		if err != nil {
-			reply(nil, rpc.Errorf(rpc.CodeUnavailable,
-				"backplane unavailable: the publish was not taken and was delivered nowhere, try again later"))
-			return
-		}
-		reply(publishResult{MsgID: msgID}, nil)
+		reply(publishAnswer(msgID, err))
 	}
 
 	// The responses of a batch go out together, so a publish in a batch
@@ -355,7 +350,9 @@ func DecodePublish(params json.RawMessage) (backplane.Message, *rpc.Error) {
 // Publish publishes data on channel as if a client had sent it, and returns
 // the msg_id. Server-side APIs use it. The channel must be valid and data
 // valid JSON. It returns an error wrapping backplane.ErrUnavailable when the
-// backplane did not take the message, and then it was delivered nowhere.
+// backplane did not take the message, and then it was delivered nowhere,
+// and one wrapping backplane.ErrUnconfirmed, with the msg_id, when the
+// backplane did not confirm it, and then it may be delivered.
 func (p *PubSub) Publish(ctx context.Context, channel string, data json.RawMessage, qos int) (string, error) {
 	type outcome struct {
 		msgID string
@@ -381,14 +378,21 @@ func (p *PubSub) publishAsync(ctx context.Context, channel string, data json.Raw
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 	finish := func(err error) {
 		cancel()
-		if err != nil {
+		unconfirmed := errors.Is(err, backplane.ErrUnconfirmed)
+		if err != nil && !unconfirmed {
 			done("", p.rejected(msg, err))
 			return
 		}
+
+		// A message the backplane did not confirm may reach other nodes,
+		// so this node delivers it too.
 		if !p.cfg.Backplane.DeliversOwnPublishes() {
 			p.deliver(msg, "client")
 		}
-		done(msg.ID, nil)
+		if unconfirmed {
+			p.cfg.Logger.Warn("publish not confirmed by the backplane; it may still reach other nodes", "channel", msg.Channel, "msg_id", msg.ID, "err", err)
+		}
+		done(msg.ID, err)
 	}
 
 	// The backplane goes first: when it rejects the message, nothing may
@@ -398,6 +402,24 @@ func (p *PubSub) publishAsync(ctx context.Context, channel string, data json.Raw
 		return
 	}
 	finish(p.cfg.Backplane.Publish(ctx, msg))
+}
+
+// publishAnswer returns the result or the error of a publish: 1005 when the
+// backplane did not take it, 1007 with the msg_id when it did not confirm
+// it.
+func publishAnswer(msgID string, err error) (any, *rpc.Error) {
+	switch {
+	case err == nil:
+		return publishResult{MsgID: msgID}, nil
+	case errors.Is(err, backplane.ErrUnconfirmed):
+		e := rpc.Errorf(rpc.CodeUnconfirmed,
+			"backplane did not confirm the publish in time: it may still be delivered, so do not publish it again as new")
+		e.Data = publishResult{MsgID: msgID}
+		return nil, e
+	default:
+		return nil, rpc.Errorf(rpc.CodeUnavailable,
+			"backplane unavailable: the publish was not taken and was delivered nowhere, try again later")
+	}
 }
 
 // rejected counts and logs a publish the backplane did not take, and

@@ -30,6 +30,9 @@ const (
 	CodeAlreadyJoined      = 1004
 	CodeUnavailable        = 1005
 	CodeNotAuthorized      = 1006
+	// CodeUnconfirmed extends the contract: the backplane may have taken
+	// the publish but did not confirm it in time.
+	CodeUnconfirmed = 1007
 )
 
 // Error is a JSON-RPC error object. It implements error so that protocol

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/wscluster/wscluster/auth"
+	"github.com/wscluster/wscluster/backplane"
 	"github.com/wscluster/wscluster/config"
 	"github.com/wscluster/wscluster/pubsub"
 	"github.com/wscluster/wscluster/rpc"
@@ -72,6 +73,11 @@ func (a *apiPublisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msgID, err := a.pubsub.Publish(r.Context(), msg.channel, msg.data, msg.qos)
+	if errors.Is(err, backplane.ErrUnconfirmed) {
+		writeAPIError(w, http.StatusGatewayTimeout, rpc.CodeUnconfirmed,
+			"backplane did not confirm the publish "+msgID+" in time: it may still be delivered, so do not publish it again as new")
+		return
+	}
 	if err != nil {
 		writeAPIError(w, http.StatusServiceUnavailable, rpc.CodeUnavailable,
 			"backplane unavailable: the publish was not taken and was delivered nowhere, try again later")

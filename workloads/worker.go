@@ -287,6 +287,13 @@ func (w *worker) complete(cn *conn, done history.Op, err error) outcome {
 		done.Type = history.Ok
 		w.env.rec.Record(done)
 		return outcomeOk
+	case errors.As(err, &rpcErr) && rpcErr.Code == client.CodePublishUnconfirmed:
+		// The node may still deliver the publish, so its outcome is
+		// unknown, but the connection is fine.
+		done.Type, done.Code, done.Error = history.Info, rpcErr.Code, rpcErr.Message
+		w.env.rec.Record(done)
+		w.log.Warn("publish not confirmed", "channel", done.Channel, "node", done.Node, "error", rpcErr.Message)
+		return outcomeInfo
 	case errors.As(err, &rpcErr):
 		done.Type, done.Code, done.Error = history.Fail, rpcErr.Code, rpcErr.Message
 		w.env.rec.Record(done)

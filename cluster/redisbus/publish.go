@@ -5,8 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wscluster/wscluster/backplane"
 	"github.com/wscluster/wscluster/cluster/wire"
 )
 
@@ -150,7 +154,7 @@ func (t *Transport) publishBatch(batch []outgoing) {
 		if itemErr != nil {
 			failed = true
 			t.cfg.Metrics.RedisPublishErrors.Inc()
-			t.complete(item.ack, fmt.Errorf("%w: %w", ErrNotPublished, itemErr))
+			t.complete(item.ack, publishError(itemErr))
 			continue
 		}
 		t.cfg.Metrics.RedisMessagesOut.Inc()
@@ -163,6 +167,20 @@ func (t *Transport) publishBatch(batch []outgoing) {
 		t.logRepeated("redis publish failed; starting a new session so peers recover by replay", err)
 		t.newSessionAfterLoss()
 	}
+}
+
+// publishError classifies the failure of one PUBLISH of a pipeline. An
+// error reply from Redis, or a connection that could not be opened, means
+// Redis never ran it. Any other failure, such as a reply that timed out or a
+// connection that broke, leaves the outcome unknown: the command may wait
+// in the socket buffer of a paused Redis and run when it resumes.
+func publishError(err error) error {
+	var reply redis.Error
+	var opErr *net.OpError
+	if errors.As(err, &reply) || (errors.As(err, &opErr) && opErr.Op == "dial") {
+		return fmt.Errorf("%w: %w", ErrNotPublished, err)
+	}
+	return fmt.Errorf("%w: %w", backplane.ErrUnconfirmed, err)
 }
 
 // ackLocked returns the ack of env, creating it if Acknowledged did not.
@@ -200,9 +218,10 @@ func (t *Transport) Acknowledged(ctx context.Context, env *wire.Envelope) error 
 	case <-a.done:
 		return a.err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrNotPublished, ctx.Err())
+		// The envelope may be queued or written, so Redis may run it.
+		return fmt.Errorf("%w: no reply from redis: %w", backplane.ErrUnconfirmed, ctx.Err())
 	case <-t.ctx.Done():
-		return fmt.Errorf("%w: the transport closed", ErrNotPublished)
+		return fmt.Errorf("%w: the transport closed before redis replied", backplane.ErrUnconfirmed)
 	}
 }
 

@@ -33,7 +33,9 @@ import (
 )
 
 // ErrNotPublished is returned by Acknowledged for an envelope that Redis did
-// not take.
+// not take: it was never written to Redis, or Redis answered with an error.
+// An envelope that was written but not answered in time gets an error
+// wrapping backplane.ErrUnconfirmed instead, because Redis may still run it.
 var ErrNotPublished = errors.New("redis did not take the message")
 
 // Config configures a Transport. Zero fields take the documented defaults.

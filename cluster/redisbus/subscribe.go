@@ -73,21 +73,11 @@ func (t *Transport) runSubscription() error {
 
 // silenceLimit is how long a subscription may hear nothing before it is
 // closed: two heartbeat intervals and a round trip to Redis, so that a slow
-// link is not taken for a broken one.
-//
-// The limit also fences publishes. A PUBLISH that waits in the socket
-// buffer of a paused Redis runs when Redis resumes, even after its
-// publisher gave up on it at the peer timeout and returned error 1005
-// (TestRedisPublishWaitsForPublishReply saw it happen). Only a subscription
-// closed before that misses the message, so every node closes a silent
-// subscription half a heartbeat before the peer timeout at the latest, and
-// checks every quarter heartbeat. A peer timeout under 2.5 heartbeat
-// intervals leaves no room for that, and the limit stays at two intervals.
-//
-// TODO: the fence rests on timing and on Redis running the waiting PUBLISH
-// before it reads the SUBSCRIBE of a new connection. A session check inside
-// Redis, in a script that publishes, would rest on neither, but a publisher
-// could then only answer once Redis runs again.
+// link is not taken for a broken one. It never exceeds the peer timeout
+// less half a heartbeat, checked every quarter heartbeat, so that a paused
+// Redis is noticed before the node's PUBLISH pipelines time out. A peer
+// timeout under 2.5 heartbeat intervals leaves no room for that, and the
+// limit stays at two intervals.
 func (t *Transport) silenceLimit() time.Duration {
 	h := t.cfg.HeartbeatInterval
 	limit := 2*h + t.roundTrip.estimate(time.Now())
