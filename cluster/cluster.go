@@ -140,13 +140,10 @@ type Cluster struct {
 	messages backplane.MessageHandler
 	presence backplane.PresenceHandler
 
-	inboxMu     sync.Mutex
-	inbox       []input
-	inboxClosed bool
-	wake        chan struct{}
-	events      chan TransportEvent
-	stop        chan struct{}
-	done        chan struct{}
+	inbox  *mailbox[input]
+	events chan TransportEvent
+	stop   chan struct{}
+	done   chan struct{}
 
 	// completions are the publishes the loop sequenced since its last
 	// carryOut (loop only).
@@ -182,7 +179,7 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		wake:   make(chan struct{}, 1),
+		inbox:  newMailbox[input](),
 		events: make(chan TransportEvent, 1024),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),

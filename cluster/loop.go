@@ -12,18 +12,7 @@ import (
 // hold locks of their own, like the presence protocol, never wait here. It
 // returns false after Close.
 func (c *Cluster) submit(in input) bool {
-	c.inboxMu.Lock()
-	if c.inboxClosed {
-		c.inboxMu.Unlock()
-		return false
-	}
-	c.inbox = append(c.inbox, in)
-	c.inboxMu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	return true
+	return c.inbox.put(in)
 }
 
 // loop is the one goroutine that drives the core: local inputs, transport
@@ -38,13 +27,11 @@ func (c *Cluster) loop() {
 			// The last inputs, such as the leave from Close, still go
 			// out. The inbox closes first, so no input is accepted that
 			// would never run.
-			c.inboxMu.Lock()
-			c.inboxClosed = true
-			c.inboxMu.Unlock()
+			c.inbox.close()
 			c.runInbox()
 			c.carryOut()
 			return
-		case <-c.wake:
+		case <-c.inbox.wake:
 			c.runInbox()
 		case ev := <-c.events:
 			c.handleEvent(ev)
@@ -66,10 +53,7 @@ func (c *Cluster) tickInterval() time.Duration {
 }
 
 func (c *Cluster) runInbox() {
-	c.inboxMu.Lock()
-	inputs := c.inbox
-	c.inbox = nil
-	c.inboxMu.Unlock()
+	inputs, _ := c.inbox.take()
 	now := time.Now()
 	for _, in := range inputs {
 		in(now)

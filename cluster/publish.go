@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/wscluster/wscluster/backplane"
@@ -93,31 +92,20 @@ func (c *Cluster) markUnsent(env *wire.Envelope) {
 // nothing back, and the publishers hear their outcomes in the order their
 // messages were sequenced.
 type ackQueue struct {
-	c   *Cluster
-	ack Acknowledger
-
-	mu      sync.Mutex
-	pending []completion
-	closed  bool
-	wake    chan struct{}
+	c       *Cluster
+	ack     Acknowledger
+	pending *mailbox[completion]
 	done    chan struct{}
 }
 
 func newAckQueue(c *Cluster, ack Acknowledger) *ackQueue {
-	return &ackQueue{c: c, ack: ack, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &ackQueue{c: c, ack: ack, pending: newMailbox[completion](), done: make(chan struct{})}
 }
 
 // push queues completions without blocking the loop.
 func (q *ackQueue) push(items []completion) {
-	if len(items) == 0 {
-		return
-	}
-	q.mu.Lock()
-	q.pending = append(q.pending, items...)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if len(items) > 0 {
+		q.pending.put(items...)
 	}
 }
 
@@ -125,10 +113,7 @@ func (q *ackQueue) push(items []completion) {
 func (q *ackQueue) run() {
 	defer close(q.done)
 	for {
-		q.mu.Lock()
-		items, closed := q.pending, q.closed
-		q.pending = nil
-		q.mu.Unlock()
+		items, closed := q.pending.take()
 		for _, item := range items {
 			q.settle(item)
 		}
@@ -138,7 +123,7 @@ func (q *ackQueue) run() {
 		if closed {
 			return
 		}
-		<-q.wake
+		<-q.pending.wake
 	}
 }
 
@@ -177,14 +162,9 @@ func (q *ackQueue) retract(env *wire.Envelope) {
 }
 
 // close stops run once the queue is empty and waits for it. Call it after
-// the transport closed, so that no wait for an acknowledgement lasts.
+// the loop ended, so that nothing is pushed later, and after the transport
+// closed, so that no wait for an acknowledgement lasts.
 func (q *ackQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.pending.close()
 	<-q.done
 }

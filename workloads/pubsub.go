@@ -187,8 +187,7 @@ func (p *publisher) publishPipelined(ctx context.Context, channel string, qos in
 	}
 
 	cn := p.conn
-	op := history.Op{Type: history.Invoke, F: history.FPublish, Channel: channel, QoS: qos, Value: p.payload(channel),
-		Process: p.process, Node: p.nodeID(), Epoch: p.epoch}
+	op := p.invoke(history.Op{F: history.FPublish, Channel: channel, QoS: qos, Value: p.payload(channel)})
 	if !cn.recordInvoke(op) {
 		// The connection ended first, so nothing was sent.
 		<-p.window

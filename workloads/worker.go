@@ -261,7 +261,7 @@ func (w *worker) wait(ctx context.Context, d time.Duration) bool {
 // entry, or drops the connection if it is still open, so the next
 // operation starts on a new connection.
 func (w *worker) call(op history.Op, fn func(ctx context.Context, c *client.Client, done *history.Op) error) outcome {
-	op.Type, op.Process, op.Node, op.Epoch = history.Invoke, w.process, w.nodeID(), w.epoch
+	op = w.invoke(op)
 	done := op
 	if !w.conn.recordInvoke(op) {
 		// The connection ended before the request was sent, so there is
@@ -274,6 +274,12 @@ func (w *worker) call(op history.Op, fn func(ctx context.Context, c *client.Clie
 	err := fn(ctx, w.conn.client, &done)
 	cancel()
 	return w.complete(w.conn, done, err)
+}
+
+// invoke returns op as an invoke of this worker on its current connection.
+func (w *worker) invoke(op history.Op) history.Op {
+	op.Type, op.Process, op.Node, op.Epoch = history.Invoke, w.process, w.nodeID(), w.epoch
+	return op
 }
 
 // complete records the completion of an operation on cn from its error: ok,
