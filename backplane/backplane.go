@@ -22,7 +22,7 @@ var ErrUnavailable = errors.New("backplane unavailable")
 
 // ErrUnconfirmed is returned by Publish when the backplane may have taken a
 // message but did not confirm it in time, like a PUBLISH whose reply timed
-// out: Redis may run it later. The protocol answers error 1007. The message
+// out: Redis may run it later. The protocol returns error 1007. The message
 // is delivered on this node and may be delivered on others.
 var ErrUnconfirmed = errors.New("backplane did not confirm the message")
 

@@ -270,7 +270,7 @@ func (c *Cluster) Close() error {
 		}
 		err = c.cfg.Transport.Close()
 
-		// A closed transport answers every wait for an acknowledgement, so
+		// A closed transport ends every wait for an acknowledgement, so
 		// the queue empties and every publisher hears its outcome.
 		if c.acks != nil && c.started.Load() {
 			c.acks.close()

@@ -94,11 +94,11 @@ func waitSeries(t *testing.T, r *recorder, name, channel, publisher string, coun
 	}
 	require.Eventually(t, func() bool {
 		return len(summarize(r.messages(channel)).seqs[publisher]) >= len(want)
-	}, waitTimeout, pollInterval, "subscriber %s: not every publish that was not refused arrived", name)
+	}, waitTimeout, pollInterval, "subscriber %s: not every publish that was not rejected arrived", name)
 	report := summarize(r.messages(channel))
 	assert.Zero(t, report.duplicateIDs, "subscriber %s: msg_ids delivered twice", name)
 	assert.Equal(t, want, report.seqs[publisher],
-		"subscriber %s: the publishes not refused must arrive once each, in order, and no refused one", name)
+		"subscriber %s: the publishes not rejected must arrive once each, in order, and no rejected one", name)
 }
 
 // A connection that writes many publishes without waiting gets every
@@ -148,7 +148,7 @@ func TestMeshPipelinedPublishesCrossAPartition(t *testing.T) {
 }
 
 // Redis stops while a connection has publishes in flight. Every publish
-// gets a result, no refused one (1005) arrives anywhere, and the others,
+// gets a result, no rejected one (1005) arrives anywhere, and the others,
 // confirmed or not (1007), arrive everywhere, in order.
 func TestRedisPipelinedPublishesAcrossPause(t *testing.T) {
 	t.Parallel()
@@ -171,9 +171,9 @@ func TestRedisPipelinedPublishesAcrossPause(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	})
 	<-resumed
-	t.Logf("%d of %d publishes refused", len(failed), pipelinedPublishes)
-	assert.NotEmpty(t, failed, "no publish was refused while Redis was stopped")
-	assert.Less(t, len(failed), pipelinedPublishes, "every publish was refused")
+	t.Logf("%d of %d publishes rejected", len(failed), pipelinedPublishes)
+	assert.NotEmpty(t, failed, "no publish was rejected while Redis was stopped")
+	assert.Less(t, len(failed), pipelinedPublishes, "every publish was rejected")
 
 	waitRedisMesh(t, nodes)
 	for id, sub := range subs {

@@ -16,7 +16,7 @@ type completion struct {
 	ctx  context.Context
 	env  *wire.Envelope
 	done func(error)
-	// unsent is set when the transport refused the envelope.
+	// unsent is set when the transport rejected the envelope.
 	unsent bool
 }
 
@@ -74,7 +74,7 @@ func (c *Cluster) complete() {
 }
 
 // markUnsent flags the completion of env, when env is a publish of this
-// round, as refused by the transport.
+// round, as rejected by the transport.
 func (c *Cluster) markUnsent(env *wire.Envelope) {
 	if env.Kind != wire.KindPublish {
 		return
@@ -140,7 +140,7 @@ func (q *ackQueue) settle(item completion) {
 		cancel()
 		_ = q.ack.Acknowledged(cancelled, item.env)
 		q.retract(item.env)
-		item.done(fmt.Errorf("%w: the transport refused the message", backplane.ErrUnavailable))
+		item.done(fmt.Errorf("%w: the transport rejected the message", backplane.ErrUnavailable))
 		return
 	}
 	err := q.ack.Acknowledged(item.ctx, item.env)

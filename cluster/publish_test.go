@@ -71,9 +71,9 @@ func TestPublishAsyncKeepsOrder(t *testing.T) {
 }
 
 // ackingTransport is an in-memory transport whose medium acknowledges
-// publishes like Redis does. It refuses to send messages whose id starts
-// with "unsent", and rejects those whose id starts with "reject" after a
-// delay, so that later publishes are acknowledged first. Like Redis, it
+// publishes like Redis does. Send fails for messages whose id starts with
+// "unsent", and the medium rejects those whose id starts with "reject"
+// after a delay, so that later publishes are acknowledged first. Like Redis, it
 // takes a message for every node (peer "") in one Send.
 type ackingTransport struct {
 	*memtransport.Transport
@@ -121,8 +121,8 @@ func (t *ackingTransport) Acknowledged(ctx context.Context, env *wire.Envelope) 
 }
 
 // Over an acknowledging medium, outcomes come in call order even when the
-// medium answers out of order, and a publish the transport refused fails at
-// once instead of at its deadline.
+// medium acknowledges out of order, and a publish whose send failed fails
+// at once instead of at its deadline.
 func TestPublishAsyncReportsAcknowledgementsInOrder(t *testing.T) {
 	network := memtransport.NewNetwork()
 	ids := backplane.NewIDs("a")
@@ -154,7 +154,7 @@ func TestPublishAsyncReportsAcknowledgementsInOrder(t *testing.T) {
 		}
 		assert.ErrorIs(t, got.err, backplane.ErrUnavailable, want)
 	}
-	assert.Less(t, time.Since(started), 2*time.Second, "a refused send waited for the publish deadline")
+	assert.Less(t, time.Since(started), 2*time.Second, "a rejected send waited for the publish deadline")
 }
 
 // A publish whose context ended before the loop took it is not taken.

@@ -515,8 +515,8 @@ func TestRedisPublishWaitsForPublishReply(t *testing.T) {
 	assert.GreaterOrEqual(t, result.at.Sub(paused), testPeerTimeout/2, "the publish failed before Redis had a chance to answer")
 
 	// The PUBLISH was written to the paused Redis, which runs it when it
-	// continues, so the node cannot say it was not taken: it answers 1007,
-	// and the message then reaches every node, by Redis or by replay.
+	// continues. So the node must not report it as not taken: it returns
+	// 1007, and the message then reaches every node, by Redis or by replay.
 	require.Equal(t, client.CodePublishUnconfirmed, rpcErr.Code, "a PUBLISH written to a paused Redis was reported as not taken")
 	waitRedisMesh(t, nodes)
 	waitMarker(t, pub, channel, subs)

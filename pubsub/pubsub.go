@@ -48,7 +48,7 @@ type Config struct {
 	PublishTimeout time.Duration
 	// MaxPublishesInFlight is the number of one connection's publishes
 	// that may wait for the backplane at once. The connection's next
-	// request is read only when one of them is answered. Default 64.
+	// request is read only when one of them has its result. Default 64.
 	MaxPublishesInFlight int
 }
 
@@ -301,7 +301,7 @@ func (p *PubSub) publish(c *wsconn.Conn, req *rpc.Request, reply rpc.Reply) {
 	}
 
 	// The responses of a batch go out together, so a publish in a batch
-	// is answered before Handle returns.
+	// gets its result before Handle returns.
 	if c.SendsHeld() {
 		answer(p.Publish(context.Background(), msg.Channel, msg.Data, msg.QoS))
 		return
@@ -365,7 +365,7 @@ func (p *PubSub) Publish(ctx context.Context, channel string, data json.RawMessa
 }
 
 // publishAsync hands a publish to the backplane and calls done, exactly
-// once, when the backplane took or refused it. A message that was taken is
+// once, when the backplane took or rejected it. A message that was taken is
 // delivered to this node's subscribers before done, so that on every node
 // a publisher's messages keep their order.
 func (p *PubSub) publishAsync(ctx context.Context, channel string, data json.RawMessage, qos int, done func(string, error)) {

@@ -163,7 +163,9 @@ func is(typ history.Type, f string) func(op history.Op) bool {
 // process and name before the next invoke of that process. A process's
 // operations run on its latest epoch until that epoch ends with FDisconnect
 // or FDrop, after which only a connect of the next epoch may follow. Events
-// belong to the latest epoch.
+// belong to the latest epoch. NOTE: a publisher with PublishWindow above 1
+// has several publishes open at once, which this check rejects, so
+// TestPubSubPipelinedPublishes checks its history on its own.
 func requireWellFormed(t *testing.T, ops []history.Op) {
 	t.Helper()
 	pending := map[int]history.Op{}

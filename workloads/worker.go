@@ -295,7 +295,7 @@ func (w *worker) complete(cn *conn, done history.Op, err error) outcome {
 		return outcomeOk
 	case errors.As(err, &rpcErr) && rpcErr.Code == client.CodePublishUnconfirmed:
 		// The node may still deliver the publish, so its outcome is
-		// unknown, but the connection is fine.
+		// unknown, but the connection still works.
 		done.Type, done.Code, done.Error = history.Info, rpcErr.Code, rpcErr.Message
 		w.env.rec.Record(done)
 		w.log.Warn("publish not confirmed", "channel", done.Channel, "node", done.Node, "error", rpcErr.Message)

@@ -33,8 +33,8 @@ import (
 )
 
 // ErrNotPublished is returned by Acknowledged for an envelope that Redis did
-// not take: it was never written to Redis, or Redis answered with an error.
-// An envelope that was written but not answered in time gets an error
+// not take: it was never written to Redis, or Redis replied with an error.
+// An envelope that was written but got no reply in time gets an error
 // wrapping backplane.ErrUnconfirmed instead, because Redis may still run it.
 var ErrNotPublished = errors.New("redis did not take the message")
 

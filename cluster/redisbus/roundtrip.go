@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// roundTrip estimates how long Redis takes to answer over this node's link,
+// roundTrip estimates how long Redis takes to reply over this node's link,
 // from the PUBLISH pipelines. A subscription may stay silent for that long
 // on top of its usual allowance before it counts as dead, so that a slow
 // link is not mistaken for a broken one. A slow link that subscribed again
@@ -23,7 +23,7 @@ type roundTrip struct {
 // start records that a pipeline was sent at now.
 func (r *roundTrip) start(now time.Time) { r.pendingSince.Store(now.UnixNano()) }
 
-// finish records that the pipeline sent at start was answered at now.
+// finish records that the pipeline sent at start got its reply at now.
 func (r *roundTrip) finish(start, now time.Time) {
 	r.pendingSince.Store(0)
 	sample := int64(now.Sub(start))
